@@ -1,0 +1,361 @@
+"""One frozen config per run: every knob, its default and why, validated before training starts.
+
+The sections mirror the pipeline (data -> model -> method -> optimiser -> run). A config is
+saved whole in `run.json`, so a run can always be reproduced and resumed from its own folder.
+Overrides come as ``section.field=value`` strings (CLI ``--set``) or a YAML/JSON file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+METHODS = ("dino", "mae", "ijepa")
+DATASETS = ("shapes", "fashion-mnist", "digits", "folder")
+PRESETS = ("cpu-tiny", "cpu-small", "vit-tiny", "vit-small", "vit-base", "custom")
+
+
+class ConfigError(ValueError):
+    """A bad config value. The message names the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str = "shapes"  # shapes | fashion-mnist | digits | folder
+    path: str = ""  # dataset root; "" = the dataset's default (Debian's path for fashion-mnist)
+    image_size: int = 32  # side of the (square) global view in pixels
+    num_train: int = 4000  # images in the train split (shapes: generated; others: first N, 0 = all)
+    num_val: int = 1000  # held-out images for online k-NN (shapes: generated; others: first N)
+    batch_size: int = 64  # images per step (per GPU under DDP)
+    num_workers: int = 1  # DataLoader worker processes (0 = in the main process)
+
+
+@dataclass(frozen=True)
+class Model:
+    preset: str = "cpu-tiny"  # cpu-tiny | cpu-small | vit-tiny | vit-small | vit-base | custom
+    patch_size: int = 4  # pixels per patch side (custom preset; presets set their own)
+    embed_dim: int = 128  # token width (custom preset)
+    depth: int = 4  # transformer blocks (custom preset)
+    num_heads: int = 4  # attention heads (custom preset)
+    reg_tokens: int = 0  # DINOv2-style registers: learnable tokens without positional embedding
+    drop_path_rate: float = 0.0  # stochastic depth; 0 on CPU-sized models
+
+
+@dataclass(frozen=True)
+class Optim:
+    steps: int = 300  # optimiser steps in the whole run
+    lr: float = 1e-3  # peak AdamW learning rate after warm-up
+    min_lr: float = 1e-5  # learning rate at the end of the cosine decay
+    warmup_steps: int = 30  # linear learning-rate warm-up from 0
+    weight_decay: float = 0.04  # AdamW weight decay at the start (DINO: 0.04)
+    weight_decay_end: float = 0.4  # ... cosine-increased to this at the end (DINO: 0.4)
+    clip_grad: float = 3.0  # max global grad norm; 0 = no clipping (DINO: 3.0)
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.999  # AdamW beta2
+
+
+@dataclass(frozen=True)
+class Dino:
+    out_dim: int = 64  # K, prototypes of the head's last layer; ln K is the uniform-collapse line
+    hidden_dim: int = 512  # head MLP width (paper: 2048)
+    bottleneck_dim: int = 128  # l2-normalised bottleneck before the last layer (paper: 256)
+    n_local: int = 6  # local crops per image, student only (paper: 6-10)
+    global_scale_min: float = 0.4  # global crops cover 40-100% of the image
+    local_scale_max: float = 0.4  # local crops cover 5-40% of the image
+    local_size_ratio: float = 0.5  # local crop side / global side (paper: 96/224 ~ 0.43)
+    student_temp: float = 0.1  # tau_s
+    teacher_temp: float = 0.04  # tau_t after warm-up (paper: 0.04-0.07)
+    warmup_teacher_temp: float = 0.04  # tau_t at step 0 (paper: 0.04)
+    teacher_temp_warmup_steps: int = 0  # linear tau_t warm-up (paper: 30 epochs)
+    centering: str = "mean"  # mean (running mean c) | sinkhorn (DINOv2 SK) | none
+    center_momentum: float = 0.9  # m in c <- m c + (1 - m) mean(g_t)
+    sharpening: bool = True  # False: tau_t = tau_s, i.e. no sharpening (ablation)
+    momentum_teacher: float = 0.996  # EMA lambda at step 0, cosine-increased to 1
+    freeze_last_layer_steps: int = 30  # last layer gets no update at first (paper: 1 epoch)
+    norm_last_layer: bool = True  # weight-norm g fixed to 1 (paper default)
+    koleo_weight: float = 0.0  # DINOv2 KoLeo on the student's [CLS] of global crops; 0 = off
+    sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations (DINOv2: 3)
+
+
+@dataclass(frozen=True)
+class Mae:
+    mask_ratio: float = 0.75  # fraction of patches hidden from the encoder
+    decoder_dim: int = 96  # decoder width
+    decoder_depth: int = 2  # decoder blocks
+    decoder_heads: int = 4  # decoder attention heads
+    norm_pix_loss: bool = False  # per-patch normalised pixel targets (MAE paper's best)
+
+
+@dataclass(frozen=True)
+class Ijepa:
+    pred_dim: int = 96  # predictor width (narrower than the encoder)
+    pred_depth: int = 3  # predictor blocks
+    num_targets: int = 4  # target blocks per image
+    target_scale_min: float = 0.15  # target block area / image area
+    target_scale_max: float = 0.2
+    target_aspect_min: float = 0.75  # target block height / width
+    target_aspect_max: float = 1.5
+    context_scale_min: float = 0.85  # context block area before the targets are cut out
+    context_scale_max: float = 1.0
+    min_context: int = 10  # fewest context patches kept
+    loss: str = "smooth_l1"  # smooth_l1 | l2
+    ema: bool = True  # False: the target is the context encoder under stop-gradient
+    momentum: float = 0.996  # target-encoder EMA at step 0, cosine-increased to 1
+    reg: str = "none"  # none | koleo | variance: anti-collapse regulariser on context features
+    reg_weight: float = 0.0  # weight of that regulariser
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str = "dino"  # dino | mae | ijepa
+    name: str = ""  # run id; "" = <method>-<data>-<timestamp>
+    group: str = ""  # ablation group this run belongs to ("" = none)
+    runs_dir: str = "runs"  # run store root (env SSLSCOPE_RUNS overrides the default)
+    seed: int = 0  # seeds data generation, init, crops and masks
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 10  # steps between scalar logs
+    eval_every: int = 100  # steps between k-NN evaluations and probe snapshots
+    ckpt_every: int = 100  # steps between checkpoints (the last step always gets one)
+    keep_ckpts: int = 3  # checkpoints kept besides the last (0 = keep all)
+    knn_k: int = 20  # neighbours in the online weighted k-NN
+    knn_temp: float = 0.07  # temperature of the k-NN vote weights
+    probe_size: int = 8  # images in the fixed probe batch
+
+
+@dataclass(frozen=True)
+class Config:
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    optim: Optim = field(default_factory=Optim)
+    dino: Dino = field(default_factory=Dino)
+    mae: Mae = field(default_factory=Mae)
+    ijepa: Ijepa = field(default_factory=Ijepa)
+    run: Run = field(default_factory=Run)
+
+    # --- (de)serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        """Build from nested dicts; unknown sections or fields are refused with a clear error."""
+        cfg = cls()
+        for section, values in d.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"unknown config section '{section}'; allowed: {', '.join(_SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section '{section}' must be a mapping, got {values!r}")
+            for name, value in values.items():
+                cfg = cfg.set(f"{section}.{name}", value)
+        return cfg
+
+    def set(self, key: str, value: Any) -> Config:
+        """Return a copy with ``section.field`` set; strings are parsed to the field's type."""
+        if key.count(".") != 1:
+            raise ConfigError(f"config key '{key}' must look like section.field, e.g. optim.lr")
+        section, name = key.split(".")
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown config section '{section}' in '{key}'; allowed: {', '.join(_SECTIONS)}")
+        sub = getattr(self, section)
+        types = {f.name: f.type for f in fields(sub)}
+        if name not in types:
+            raise ConfigError(f"unknown field '{key}'; {section} has: {', '.join(types)}")
+        parsed = _parse(key, value, _field_type(type(sub), name))
+        return replace(self, **{section: replace(sub, **{name: parsed})})
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        """Apply CLI ``--set section.field=value`` strings in order."""
+        cfg = self
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"--set '{item}' needs the form section.field=value, e.g. optim.lr=5e-4")
+            key, value = item.split("=", 1)
+            cfg = cfg.set(key.strip(), value.strip())
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """Read a YAML or JSON file of nested sections (a whole run.json also works)."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist; give a YAML or JSON file of sections")
+        text = p.read_text()
+        try:
+            if p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                d = yaml.safe_load(text) or {}
+            else:
+                d = json.loads(text)
+        except Exception as e:  # noqa: BLE001 - any parse error becomes one clear line
+            raise ConfigError(f"config file '{p}' could not be parsed: {e}") from None
+        if isinstance(d, dict) and "config" in d and isinstance(d["config"], dict):
+            d = d["config"]  # a run.json
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file '{p}' must hold a mapping of sections (data, model, ...)")
+        return cls.from_dict(d)
+
+    # --- validation ------------------------------------------------------------------
+    def validate(self) -> Config:
+        """Refuse every bad value or combination before any training starts."""
+        d, m, o, r = self.data, self.model, self.optim, self.run
+        _choice("run.method", r.method, METHODS)
+        _choice("data.name", d.name, DATASETS)
+        _choice("model.preset", m.preset, PRESETS)
+        _choice("run.device", r.device, ("auto", "cpu", "cuda"))
+        _choice("dino.centering", self.dino.centering, ("mean", "sinkhorn", "none"))
+        _choice("ijepa.loss", self.ijepa.loss, ("smooth_l1", "l2"))
+        _choice("ijepa.reg", self.ijepa.reg, ("none", "koleo", "variance"))
+        for key, v, lo in [
+            ("data.image_size", d.image_size, 8), ("data.batch_size", d.batch_size, 2),
+            ("data.num_val", d.num_val, 0), ("data.num_train", d.num_train, 0),
+            ("data.num_workers", d.num_workers, 0), ("model.patch_size", m.patch_size, 1),
+            ("model.embed_dim", m.embed_dim, 8), ("model.depth", m.depth, 1),
+            ("model.num_heads", m.num_heads, 1), ("model.reg_tokens", m.reg_tokens, 0),
+            ("optim.steps", o.steps, 1), ("optim.warmup_steps", o.warmup_steps, 0),
+            ("dino.out_dim", self.dino.out_dim, 2), ("dino.hidden_dim", self.dino.hidden_dim, 8),
+            ("dino.bottleneck_dim", self.dino.bottleneck_dim, 4), ("dino.n_local", self.dino.n_local, 0),
+            ("dino.teacher_temp_warmup_steps", self.dino.teacher_temp_warmup_steps, 0),
+            ("dino.freeze_last_layer_steps", self.dino.freeze_last_layer_steps, 0),
+            ("dino.sinkhorn_iters", self.dino.sinkhorn_iters, 1),
+            ("mae.decoder_dim", self.mae.decoder_dim, 8), ("mae.decoder_depth", self.mae.decoder_depth, 1),
+            ("mae.decoder_heads", self.mae.decoder_heads, 1), ("ijepa.pred_dim", self.ijepa.pred_dim, 8),
+            ("ijepa.pred_depth", self.ijepa.pred_depth, 1), ("ijepa.num_targets", self.ijepa.num_targets, 1),
+            ("ijepa.min_context", self.ijepa.min_context, 1), ("run.log_every", r.log_every, 1),
+            ("run.eval_every", r.eval_every, 1), ("run.ckpt_every", r.ckpt_every, 1),
+            ("run.keep_ckpts", r.keep_ckpts, 0), ("run.knn_k", r.knn_k, 1), ("run.probe_size", r.probe_size, 1),
+        ]:
+            if v < lo:
+                raise ConfigError(f"{key}={v} is too small; it must be >= {lo}")
+        # (key, value, low, high, closed) -- closed: the high end is allowed
+        for key, v, lo, hi, closed in [
+            ("mae.mask_ratio", self.mae.mask_ratio, 0.0, 1.0, False),
+            ("dino.center_momentum", self.dino.center_momentum, 0.0, 1.0, True),
+            ("dino.momentum_teacher", self.dino.momentum_teacher, 0.0, 1.0, True),
+            ("ijepa.momentum", self.ijepa.momentum, 0.0, 1.0, True),
+            ("dino.global_scale_min", self.dino.global_scale_min, 0.0, 1.0, True),
+            ("dino.local_scale_max", self.dino.local_scale_max, 0.05, 1.0, True),
+            ("dino.local_size_ratio", self.dino.local_size_ratio, 0.0, 1.0, True),
+            ("optim.beta1", o.beta1, 0.0, 1.0, False), ("optim.beta2", o.beta2, 0.0, 1.0, False),
+        ]:
+            if not (lo < v < hi or (closed and v == hi)):
+                end = "]" if closed else ")"
+                raise ConfigError(f"{key}={v} is out of range; it must lie in ({lo}, {hi}{end}")
+        for key, v in [
+            ("optim.lr", o.lr), ("dino.student_temp", self.dino.student_temp),
+            ("dino.teacher_temp", self.dino.teacher_temp), ("dino.warmup_teacher_temp", self.dino.warmup_teacher_temp),
+            ("run.knn_temp", r.knn_temp),
+        ]:
+            if not (v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{key}={v} must be a positive finite number")
+        for key, v in [("optim.min_lr", o.min_lr), ("optim.weight_decay", o.weight_decay),
+                       ("optim.weight_decay_end", o.weight_decay_end), ("optim.clip_grad", o.clip_grad),
+                       ("model.drop_path_rate", m.drop_path_rate), ("dino.koleo_weight", self.dino.koleo_weight),
+                       ("ijepa.reg_weight", self.ijepa.reg_weight)]:
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"{key}={v} must be zero or a positive finite number")
+        if o.warmup_steps > o.steps:
+            raise ConfigError(f"optim.warmup_steps={o.warmup_steps} exceeds optim.steps={o.steps}; lower it")
+        if m.preset == "custom" and m.embed_dim % m.num_heads:
+            raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
+        patch = preset_patch_size(m)
+        if d.image_size % patch:
+            raise ConfigError(f"data.image_size={d.image_size} must be a multiple of the patch size {patch}")
+        local = local_crop_size(self)
+        if r.method == "dino" and self.dino.n_local and local < patch:
+            raise ConfigError(f"local crops of {local} px are smaller than one {patch} px patch; "
+                              "raise dino.local_size_ratio or data.image_size")
+        for lo_key, hi_key in [("target_scale_min", "target_scale_max"), ("target_aspect_min", "target_aspect_max"),
+                               ("context_scale_min", "context_scale_max")]:
+            lo_v, hi_v = getattr(self.ijepa, lo_key), getattr(self.ijepa, hi_key)
+            if not 0 < lo_v <= hi_v:
+                raise ConfigError(f"ijepa.{lo_key}={lo_v} and ijepa.{hi_key}={hi_v} need 0 < min <= max")
+        if self.ijepa.context_scale_max > 1 or self.ijepa.target_scale_max >= 1:
+            raise ConfigError("ijepa scales are fractions of the image: context <= 1, targets < 1")
+        if d.name == "folder" and not d.path:
+            raise ConfigError("data.name=folder needs data.path, e.g. --data folder --data-path ~/pictures")
+        if r.name and not _safe_name(r.name):
+            raise ConfigError(f"run.name='{r.name}' may use letters, digits, '-', '_' and '.' only")
+        if r.group and not _safe_name(r.group):
+            raise ConfigError(f"run.group='{r.group}' may use letters, digits, '-', '_' and '.' only")
+        return self
+
+
+_SECTIONS = tuple(f.name for f in fields(Config))
+
+# (patch, width, depth, heads) per preset; "custom" reads the Model fields.
+_PRESET_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "cpu-tiny": (4, 128, 4, 4),
+    "cpu-small": (4, 192, 6, 6),
+    "vit-tiny": (16, 192, 12, 3),
+    "vit-small": (16, 384, 12, 6),
+    "vit-base": (16, 768, 12, 12),
+}
+
+
+def preset_shape(m: Model) -> tuple[int, int, int, int]:
+    """(patch_size, embed_dim, depth, num_heads) of a model config."""
+    return _PRESET_SHAPES.get(m.preset, (m.patch_size, m.embed_dim, m.depth, m.num_heads))
+
+
+def preset_patch_size(m: Model) -> int:
+    return preset_shape(m)[0]
+
+
+def local_crop_size(cfg: Config) -> int:
+    """Local crop side in pixels: a multiple of the patch size, at least one patch."""
+    patch = preset_patch_size(cfg.model)
+    raw = cfg.data.image_size * cfg.dino.local_size_ratio
+    return max(patch, int(round(raw / patch)) * patch)
+
+
+def _safe_name(s: str) -> bool:
+    return all(c.isalnum() or c in "-_." for c in s) and not s.startswith(".")
+
+
+def _choice(key: str, v: str, allowed: tuple[str, ...]) -> None:
+    if v not in allowed:
+        raise ConfigError(f"{key}='{v}' is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _parse(key: str, value: Any, typ: Any) -> Any:
+    """Coerce a CLI string or a JSON/YAML value to the field's declared type."""
+    if typing.get_origin(typ) is Literal:
+        typ = type(typing.get_args(typ)[0])
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(typ, str(typ))
+    raise ConfigError(f"{key}={value!r} is not valid; it must be {kind}")
