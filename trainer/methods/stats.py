@@ -1,0 +1,47 @@
+"""Collapse statistics on a batch of embeddings z (N, D), logged while training.
+
+- ``std_l2``: std over the batch of l2-normalised z, averaged over dims, times sqrt(D)
+  (SimSiam, Chen & He 2021): about 1 when the embeddings spread over the sphere, 0 when
+  they all collapse to one point.
+- ``rankme``: RankMe (Garrido et al. 2023), exp of the entropy of the normalised singular
+  values: the effective rank, from 1 (dimensional collapse) to min(N, D).
+- ``mean_cosine``: mean off-diagonal cosine similarity: near 0 spread out, near 1 collapsed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def std_l2(z: torch.Tensor) -> torch.Tensor:
+    """0-dim tensor: mean over dims of the batch std of l2-normalised rows, times sqrt(D)."""
+    zn = F.normalize(z.float(), dim=-1)
+    return zn.std(dim=0).mean() * zn.shape[-1] ** 0.5
+
+
+@torch.no_grad()
+def rankme(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """0-dim tensor: exp(-sum p_k log p_k), p = sigma / ||sigma||_1 (+eps), sigma the singular values."""
+    s = torch.linalg.svdvals(z.float())
+    p = s / (s.sum() + eps) + eps
+    return torch.exp(-(p * p.log()).sum())
+
+
+@torch.no_grad()
+def mean_cosine(z: torch.Tensor) -> torch.Tensor:
+    """0-dim tensor: mean cosine similarity over distinct pairs of rows."""
+    zn = F.normalize(z.float(), dim=-1)
+    n = zn.shape[0]
+    sim = zn @ zn.T  # (N, N)
+    return (sim.sum() - sim.diagonal().sum()) / max(n * (n - 1), 1)
+
+
+@torch.no_grad()
+def high_norm_frac(tokens: torch.Tensor, ratio: float = 2.0) -> torch.Tensor:
+    """Fraction of patch tokens whose output norm exceeds ``ratio`` x the median norm (the
+    high-norm outlier tokens of Darcet et al. 2024). ``tokens``: (B, N, D) patch tokens."""
+    norms = tokens.float().norm(dim=-1)  # (B, N)
+    med = norms.median(dim=1, keepdim=True).values
+    return (norms > ratio * med).float().mean()
