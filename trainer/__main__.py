@@ -1,0 +1,189 @@
+"""Command line: ``python -m trainer train | resume | ablate | demo``.
+
+Every bad value is refused before training starts with one line naming the field, the value
+and what is allowed (exit code 2); ``--help`` on each command says what to try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainer.config import DATASETS, METHODS, Config, ConfigError
+
+ABLATIONS = {
+    # arm -> overrides; everything else equal (DINO paper Fig. 7)
+    "centering-sharpening": {
+        "both": ["dino.centering=mean", "dino.sharpening=true"],
+        "centering-only": ["dino.centering=mean", "dino.sharpening=false"],
+        "sharpening-only": ["dino.centering=none", "dino.sharpening=true"],
+        "neither": ["dino.centering=none", "dino.sharpening=false"],
+    },
+}
+
+EPILOG = """examples:
+  python -m trainer train --method dino --data shapes --steps 300
+  python -m trainer train --method mae --set mae.mask_ratio=0.9
+  python -m trainer train --method dino --set dino.centering=sinkhorn --set dino.koleo_weight=0.1
+  python -m trainer ablate centering-sharpening --steps 300 --parallel 2
+  python -m trainer resume runs/dino-shapes-20260101-120000
+  python -m trainer demo
+Watch any of them live with: streamlit run streamlit_app.py
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", choices=DATASETS, help="dataset: shapes (built in, with object masks), "
+                   "fashion-mnist (apt package dataset-fashion-mnist), digits (scikit-learn) or folder (yours)")
+    p.add_argument("--data-path", help="dataset folder (folder: your images, class per sub-folder or flat; "
+                   "fashion-mnist: a folder of idx files)")
+    p.add_argument("--steps", type=int, help="optimiser steps (CPU: 300 takes a few minutes on the cpu-tiny preset)")
+    p.add_argument("--batch-size", type=int, help="images per step; bigger batches stabilise DINO's centre")
+    p.add_argument("--runs-dir", help="run store root (default: $SSLSCOPE_RUNS or runs/)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto picks CUDA when present (bf16 autocast)")
+    p.add_argument("--config", help="YAML or JSON file of config sections (a run's run.json works too)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set dino.out_dim=128 --set model.reg_tokens=4; "
+                        "see trainer/config.py for every field and its default")
+    p.add_argument("--seed", type=int, help="seeds data, init, crops and masks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="SSLScope trainer: DINO, MAE and I-JEPA "
+                                     "on a shared timm ViT, recording the statistics that reveal collapse.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one run", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--method", choices=METHODS, help="dino (distillation), mae (masked pixels) or ijepa (latent prediction)")
+    t.add_argument("--name", help="run id (folder name); default <method>-<data>-<time>")
+    t.add_argument("--group", help="ablation group to file the run under (for the Compare page)")
+    _common(t)
+    r = sub.add_parser("resume", help="continue a stopped, killed or failed run from its last checkpoint")
+    r.add_argument("run_dir", help="the run folder, e.g. runs/dino-shapes-20260101-120000")
+    a = sub.add_parser("ablate", help="run an ablation grid as one group, everything else equal")
+    a.add_argument("study", choices=tuple(ABLATIONS), help="centering-sharpening: the 2 x 2 grid of DINO's Fig. 7 "
+                   "(centering alone -> uniform collapse, sharpening alone -> one-hot collapse)")
+    a.add_argument("--parallel", type=int, default=1, help="arms trained at once (each gets cores / K threads)")
+    a.add_argument("--group", help="group name (default <study>-<time>)")
+    _common(a)
+    d = sub.add_parser("demo", help="short DINO, MAE and I-JEPA runs plus the centering/sharpening grid on shapes")
+    d.add_argument("--steps", type=int, default=200, help="steps per run (default 200)")
+    d.add_argument("--runs-dir", help="run store root (default: $SSLSCOPE_RUNS or runs/)")
+    d.add_argument("--parallel", type=int, default=1, help="runs trained at once")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, method: str | None = None) -> Config:
+    """Config file, then the named flags, then --set overrides; validated."""
+    cfg = Config.load(args.config) if getattr(args, "config", None) else Config()
+    sets: list[str] = []
+    flag_map = {"method": "run.method", "name": "run.name", "group": "run.group", "data": "data.name",
+                "data_path": "data.path", "steps": "optim.steps", "batch_size": "data.batch_size",
+                "runs_dir": "run.runs_dir", "device": "run.device", "seed": "run.seed"}
+    for flag, key in flag_map.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            sets.append(f"{key}={v}")
+    if method:
+        sets.append(f"run.method={method}")
+    if getattr(args, "runs_dir", None) is None and "SSLSCOPE_RUNS" in os.environ:
+        sets.append(f"run.runs_dir={os.environ['SSLSCOPE_RUNS']}")
+    cfg = cfg.with_overrides(sets + list(getattr(args, "set", []) or []))
+    if cfg.optim.warmup_steps > cfg.optim.steps:  # short runs: shrink the default warm-ups with them
+        cfg = cfg.set("optim.warmup_steps", cfg.optim.steps // 10)
+    return cfg.validate()
+
+
+def _train_argv(cfg: Config) -> list[str]:
+    """argv that retrains ``cfg`` in a fresh process (for --parallel)."""
+    sets = [f"{sec}.{k}={v}" for sec, d in cfg.to_dict().items() for k, v in d.items()]
+    return [sys.executable, "-m", "trainer", "train"] + [x for s in sets for x in ("--set", s)]
+
+
+def run_many(cfgs: list[Config], parallel: int) -> int:
+    """Train configs in turn, or ``parallel`` at a time in child processes; returns failures."""
+    from trainer.loop import train
+
+    if parallel <= 1:
+        failures = 0
+        for cfg in cfgs:
+            print(f"== {cfg.run.name}", flush=True)
+            try:
+                train(cfg, progress=True)
+            except FloatingPointError as e:
+                print(f"run {cfg.run.name} failed: {e}", file=sys.stderr)
+                failures += 1
+        return failures
+    threads = max(1, (os.cpu_count() or 2) // parallel)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    pending, running, failures = list(cfgs), [], 0
+    while pending or running:
+        while pending and len(running) < parallel:
+            cfg = pending.pop(0)
+            print(f"== started {cfg.run.name}", flush=True)
+            running.append((cfg, subprocess.Popen(_train_argv(cfg), env=env)))
+        time.sleep(0.5)
+        for item in list(running):
+            if item[1].poll() is not None:
+                running.remove(item)
+                failures += item[1].returncode != 0
+                print(f"== finished {item[0].run.name} (exit {item[1].returncode})", flush=True)
+    return failures
+
+
+def ablation_configs(base: Config, study: str, group: str) -> list[Config]:
+    return [base.with_overrides(sets + [f"run.name={group}-{arm}", f"run.group={group}"]).validate()
+            for arm, sets in ABLATIONS[study].items()]
+
+
+def demo_configs(steps: int, runs_dir: str | None) -> list[Config]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    extra = [f"run.runs_dir={runs_dir}"] if runs_dir else []
+    base = Config().with_overrides([f"optim.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}",
+                                    f"run.eval_every={max(10, steps // 5)}", f"run.ckpt_every={max(10, steps // 4)}"]
+                                   + extra)
+    cfgs = [base.with_overrides([f"run.method={m}", f"run.name=demo-{m}-{stamp}", "run.group="]).validate()
+            for m in METHODS]
+    return cfgs + ablation_configs(base, "centering-sharpening", f"demo-ablation-{stamp}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from trainer.data.datasets import DataError
+    from trainer.runtime import DeviceError
+    from trainer.store import StoreError
+
+    try:
+        if args.command == "train":
+            from trainer.loop import train
+
+            run_dir = train(config_from_args(args), progress=True)
+            print(f"run written to {run_dir}")
+        elif args.command == "resume":
+            from trainer.loop import resume
+
+            run_dir = Path(args.run_dir)
+            if not run_dir.is_dir():
+                raise ConfigError(f"run folder '{run_dir}' does not exist; list runs with: ls runs/")
+            print(f"run written to {resume(run_dir, progress=True)}")
+        elif args.command == "ablate":
+            base = config_from_args(args, method="dino")
+            group = args.group or f"{args.study}-{time.strftime('%Y%m%d-%H%M%S')}"
+            return 1 if run_many(ablation_configs(base, args.study, group), args.parallel) else 0
+        elif args.command == "demo":
+            return 1 if run_many(demo_configs(args.steps, args.runs_dir), args.parallel) else 0
+    except (ConfigError, DataError, StoreError, DeviceError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"error: training diverged: {e}. Lower --set optim.lr or raise optim.warmup_steps", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
