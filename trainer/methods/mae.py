@@ -1,0 +1,177 @@
+"""MAE: masked autoencoders (He et al. 2022), following models_mae.py's structure and names.
+
+Each image is cut into patches; a random ``mask_ratio`` of them is removed (argsort of noise,
+``ids_restore`` to undo the shuffle); the encoder -- the shared timm ViT, registers allowed --
+sees only the visible patches plus its prefix tokens, which is where MAE's compute saving comes
+from; a light decoder puts mask tokens at the removed places and predicts their pixels; the
+loss is the MSE on the removed patches only, optionally against per-patch normalised pixels
+(``norm_pix_loss``, the paper's best setting).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from trainer.config import Config, ConfigError
+from trainer.data.datasets import MEAN, STD, to_uint8_image
+from trainer.data.masking import random_masking, step_generator
+from trainer.methods.base import Batch, Method, StepOutput, ViewSpec
+from trainer.methods.stats import mean_cosine, rankme, std_l2
+from trainer.models.backbone import build_backbone, forward_masked, grid_size, num_prefix
+from trainer.models.mae_decoder import MAEDecoder
+
+PROBE_IT = -1  # the probe batch's masks come from step_generator(seed, PROBE_IT): one fixed draw
+
+
+def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, L, p*p*3), patches in raster order, pixels (row, col, channel)."""
+    b, c, h_px, w_px = imgs.shape
+    h, w = h_px // p, w_px // p
+    x = imgs.reshape(b, c, h, p, w, p)
+    x = torch.einsum("nchpwq->nhwpqc", x)
+    return x.reshape(b, h * w, p * p * c)
+
+
+def unpatchify(x: torch.Tensor, p: int, c: int = 3) -> torch.Tensor:
+    """(B, L, p*p*c) -> (B, c, H, W); inverse of ``patchify`` for a square grid."""
+    b, n, _ = x.shape
+    h = w = math.isqrt(n)
+    x = x.reshape(b, h, w, p, p, c)
+    x = torch.einsum("nhwpqc->nchpwq", x)
+    return x.reshape(b, c, h * p, w * p)
+
+
+def pixel_targets(imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
+    """Reconstruction targets (B, L, p*p*3): the patches, or with ``norm_pix_loss`` each patch
+    normalised by its own mean and variance (models_mae.forward_loss)."""
+    target = patchify(imgs, p)
+    if norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1.0e-6) ** 0.5
+    return target
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE over the removed patches only: pred, target (B, L, K), mask (B, L), 1 = removed."""
+    loss = ((pred - target) ** 2).mean(dim=-1)  # (B, L), mean loss per patch
+    return (loss * mask).sum() / mask.sum()
+
+
+def to_unit_pixels(patches: torch.Tensor, c: int = 3) -> torch.Tensor:
+    """Patches (..., p*p*c) of normalised images -> the same in [0, 1] pixel units, clamped."""
+    mean = torch.tensor(MEAN, dtype=patches.dtype, device=patches.device)
+    std = torch.tensor(STD, dtype=patches.dtype, device=patches.device)
+    k = patches.shape[-1] // c  # channel is the fastest-varying index of a patch
+    return (patches * std.repeat(k) + mean.repeat(k)).clamp(0, 1)
+
+
+def psnr_masked(pred_pix: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, p: int) -> torch.Tensor:
+    """PSNR in dB over the removed patches, in [0, 1] pixels. ``pred_pix`` (B, L, p*p*3) is a
+    prediction in normalised-image units (not norm-pix units), ``imgs`` (B, 3, H, W)."""
+    err = (to_unit_pixels(pred_pix.float()) - to_unit_pixels(patchify(imgs.float(), p))) ** 2
+    mse = (err.mean(dim=-1) * mask).sum() / mask.sum()
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+class MAE(Method):
+    name = "mae"
+    encoder_prefix = "encoder."
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg, m = cfg, cfg.mae
+        size = cfg.data.image_size
+        vit = build_backbone(cfg.model, size)
+        if m.decoder_dim % m.decoder_heads or m.decoder_dim % 4:
+            raise ConfigError(f"mae.decoder_dim={m.decoder_dim} must be divisible by mae.decoder_heads="
+                              f"{m.decoder_heads} and by 4 (2-D sin-cos positions)")
+        # Registered under "encoder" (the checkpoint prefix, as in models_mae) while
+        # ``encoder()`` stays the interface method. add_module refuses a name the class already
+        # has, but nn.Module resolves submodules through _modules only, so both coexist.
+        self._modules["encoder"] = vit
+        self.patch_size = vit.patch_embed.patch_size[0]
+        self.grid = grid_size(vit, size)
+        self.decoder = MAEDecoder(vit.num_features, m.decoder_dim, m.decoder_depth, m.decoder_heads,
+                                  self.grid, self.patch_size, num_prefix(vit))
+
+    # --- interface ---------------------------------------------------------------------
+    def views(self) -> ViewSpec:
+        return ViewSpec(kind="single", global_size=self.cfg.data.image_size)
+
+    def encoder(self) -> nn.Module:
+        return self._modules["encoder"]
+
+    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
+        imgs = batch.views[0]
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        loss, pred, mask, latent = self.forward_parts(imgs, step_generator(self.cfg.run.seed, it, rank))
+        with torch.no_grad():
+            cls = latent[:, 0].float()  # encoder [CLS] from the visible patches (B, D)
+            stats: dict[str, torch.Tensor | float] = {
+                "mae/loss": loss.detach(),
+                "mae/psnr_masked": psnr_masked(self.pixels_from_pred(pred, imgs), imgs, mask, self.patch_size),
+                "collapse/std_l2": std_l2(cls),
+                "collapse/rankme": rankme(cls),
+                "collapse/mean_cosine": mean_cosine(cls),
+            }
+        return StepOutput(loss, stats)
+
+    # --- parts -------------------------------------------------------------------------
+    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss, prediction (B, L, p*p*3), mask (B, L) and encoder tokens (B, P + L_keep, D)
+        for images (B, 3, H, W) with masks drawn from ``g``."""
+        b = imgs.shape[0]
+        n = self.grid * self.grid
+        ids_keep, ids_restore, mask = random_masking(b, n, self.cfg.mae.mask_ratio, g, imgs.device)
+        latent = forward_masked(self.encoder(), imgs, ids_keep)  # (B, P + L_keep, D)
+        pred = self.decoder(latent, ids_restore)  # (B, L, p*p*3)
+        target = pixel_targets(imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
+        loss = masked_mse(pred.float(), target.float(), mask)
+        return loss, pred, mask, latent
+
+    def pixels_from_pred(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
+        """Prediction in normalised-image units (B, L, p*p*3). With ``norm_pix_loss`` the
+        decoder predicts per-patch normalised pixels; they are mapped back with the true
+        patch's mean and variance, as the MAE demo does for its pictures."""
+        pred = pred.detach().float()
+        if not self.cfg.mae.norm_pix_loss:
+            return pred
+        target = patchify(imgs.float(), self.patch_size)
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        return pred * (var + 1.0e-6) ** 0.5 + mean
+
+    @torch.no_grad()
+    def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Reconstructions of the probe batch under one fixed mask (the same at every
+        evaluation): uint8 (P, H, W, 3) ``original``, ``masked`` (removed patches at the
+        dataset mean colour), ``reconstruction``, ``reconstruction_pasted`` (visible patches
+        pasted back); ``mask`` (P, h, w) uint8, 1 = removed; ``embeddings`` (P, D) encoder
+        [CLS] of the full images."""
+        was_training = self.training
+        self.eval()
+        p = self.patch_size
+        _, pred, mask, _ = self.forward_parts(images, step_generator(self.cfg.run.seed, PROBE_IT))
+        pix = self.pixels_from_pred(pred, images)  # (P, L, p*p*3)
+        mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (P, 3, H, W), 1 = removed
+        recon = unpatchify(pix, p)
+        pasted = images * (1 - mask_px) + recon * mask_px
+        emb = self.encoder().forward_features(images)[:, 0]  # (P, D)
+        self.train(was_training)
+        arrays = {
+            "original": to_uint8_image(images),
+            "masked": to_uint8_image(images * (1 - mask_px)),  # 0 in normalised units = mean colour
+            "reconstruction": to_uint8_image(recon),
+            "reconstruction_pasted": to_uint8_image(pasted),
+            "mask": mask.reshape(-1, self.grid, self.grid).to(torch.uint8).cpu().numpy(),
+            "embeddings": emb.float().cpu().numpy(),
+        }
+        stats = {"mae/psnr_masked_probe": float(psnr_masked(pix, images, mask, p))}
+        return arrays, stats
