@@ -1,0 +1,67 @@
+"""2-D embeddings: clusters stay apart, a seed fixes the result, subsampling keeps track of rows."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.embedding import embed, exact_cosine_knn, pca_embedding, subsample, umap_embedding
+
+
+def _clusters(n_per=80, c=3, d=384, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d))
+    y = np.repeat(np.arange(c), n_per)
+    return (centres[y] + 0.3 * rng.normal(size=(len(y), d))).astype(np.float32), y
+
+
+def _knn2d_accuracy(coords, y, k=5):
+    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    nn = np.argsort(d, axis=1)[:, :k]
+    votes = np.array([np.bincount(y[row], minlength=y.max() + 1).argmax() for row in nn])
+    return (votes == y).mean()
+
+
+def test_exact_knn_matches_bruteforce():
+    x = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+    idx, dist = exact_cosine_knn(x, 4, chunk=7)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = xn @ xn.T
+    np.fill_diagonal(cos, 2.0)
+    ref = np.argsort(-cos, axis=1)[:, :4]
+    np.testing.assert_array_equal(idx, ref)
+    assert (idx[:, 0] == np.arange(50)).all() and np.allclose(dist[:, 0], 0)
+    np.testing.assert_allclose(dist[:, 1:], 1 - np.take_along_axis(cos, ref[:, 1:], 1), atol=1e-5)
+
+
+def test_pca_embedding_separates_and_is_deterministic():
+    x, y = _clusters()
+    a = pca_embedding(x, y, seed=0)
+    assert a.coords.shape == (240, 2) and a.method == "pca"
+    assert _knn2d_accuracy(a.coords, y) > 0.95
+    np.testing.assert_array_equal(a.coords, pca_embedding(x, y, seed=0).coords)
+
+
+def test_umap_separates_clusters_and_seed_fixes_it():
+    x, y = _clusters()
+    a = umap_embedding(torch.from_numpy(x), y, seed=3)
+    assert a.method == "umap" and a.coords.shape == (240, 2)
+    assert _knn2d_accuracy(a.coords, y) > 0.95
+    b = umap_embedding(x, y, seed=3)
+    np.testing.assert_array_equal(a.coords, b.coords)
+    c = umap_embedding(x, y, seed=4)
+    assert not np.allclose(a.coords, c.coords)
+
+
+def test_subsample_tracks_rows_and_labels():
+    x, y = _clusters(n_per=50)
+    e = embed(x, y, method="pca", max_points=40, seed=1)
+    assert len(e.indices) == 40 and (np.diff(e.indices) > 0).all()
+    np.testing.assert_array_equal(e.labels, y[e.indices])
+    np.testing.assert_array_equal(subsample(10, 0), np.arange(10))
+    with pytest.raises(ValueError, match="not known"):
+        embed(x, y, method="tsne")
+    with pytest.raises(ValueError, match="NaN"):
+        embed(np.full((10, 3), np.nan), method="pca")
+    tiny = umap_embedding(x[:5], y[:5])  # too few points for UMAP: PCA, said so
+    assert tiny.method == "pca" and "fallback" in tiny.params
