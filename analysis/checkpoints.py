@@ -1,0 +1,250 @@
+"""Load the weights files users already hold into a timm ``VisionTransformer``.
+
+Layouts understood (the backbone is found wherever ``patch_embed.proj.weight`` lives):
+
+- official DINO backbone files (``dino_deitsmall16_pretrain.pth``: plain ViT keys) and full
+  DINO training checkpoints (``teacher`` / ``student`` dicts, ``module.`` and ``backbone.``
+  prefixes, a pickled ``argparse.Namespace`` of the run's arguments);
+- DINOv2 release and training checkpoints (LayerScale ``ls1.gamma``, ``register_tokens``,
+  ``mask_token``, chunked blocks ``blocks.<chunk>.<i>.``, ``teacher.backbone.``);
+- MAE (``model`` dict, encoder only or with the ``decoder_*`` weights, which are ignored);
+- I-JEPA (``encoder``, ``target_encoder``, ``predictor`` dicts with ``module.`` prefixes; no
+  [CLS] token, so features are pooled patch tokens);
+- SSLScope's own checkpoints (the JSON sidecar names the backbone's prefix);
+- any timm ViT model name with a local weights file.
+
+The conversions timm already knows (DINOv2 registers to ``no_embed_class``, position
+resampling, LayerScale ``gamma_`` names) are left to timm's ``checkpoint_filter_fn``; this
+module only unwraps the containers, strips prefixes, un-chunks blocks and infers the shape.
+
+Files are read with safetensors or ``torch.load(weights_only=True)``; a pickle that needs
+anything more (it could run code when loaded) is refused with a message saying how to convert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+PATCH_KEY = "patch_embed.proj.weight"
+# Training checkpoints of DINO and MAE pickle their argparse arguments: a plain attribute bag,
+# safe to allow in the weights-only unpickler.
+_SAFE_GLOBALS = [argparse.Namespace]
+# Widths whose usual head count is not width / 64 (ViT-H in MAE and I-JEPA).
+_HEADS_BY_WIDTH = {1280: 16}
+# Preference when a file holds several backbones: what DESIGN.md analyses by default.
+_PART_ORDER = ("teacher", "target_encoder", "model", "encoder", "", "student")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be loaded; the message names the problem and the fix."""
+
+
+def _convert_hint(p: Path) -> str:
+    return (f"if you trust the file, convert it once: python -c \"import torch; from safetensors.torch import "
+            f"save_file; sd = torch.load('{p}', weights_only=False); sd = sd.get('model', sd); "
+            f"save_file({{k: v.contiguous() for k, v in sd.items() if hasattr(v, 'contiguous')}}, "
+            f"'{p.with_suffix('.safetensors')}')\" and pass the .safetensors file")
+
+
+def read_weights(path: Path | str) -> dict[str, Any]:
+    """The raw contents of a weights file (nested dicts allowed), read safely."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"weights file '{p}' does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(p)))
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types on bad files
+            raise CheckpointError(f"'{p}' is not a readable safetensors file ({str(e)[:120]}); re-download it") from None
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if what is None:  # junk bytes also raise UnpicklingError, without naming a global
+            raise CheckpointError(f"'{p}' is not a readable PyTorch or safetensors checkpoint (corrupt pickle); "
+                                  "check the download") from None
+        needs = f"it references {what.group(1)}"
+        raise CheckpointError(f"'{p}' was refused: {needs}, and unpickling it could run arbitrary code; "
+                              + _convert_hint(p)) from None
+    except Exception as e:  # noqa: BLE001 - zip/EOF/format errors all mean the same to the user
+        raise CheckpointError(f"'{p}' is not a readable PyTorch or safetensors checkpoint "
+                              f"({type(e).__name__}: {str(e)[:120]}); check the download") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"'{p}' holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead")
+    return obj
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Nested dicts of tensors -> one dict with dotted keys; non-tensor entries dropped."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[prefix + str(k)] = v
+        elif isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+    return out
+
+
+def backbone_prefixes(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Every prefix under which a ViT backbone lives, in preference order (teacher first)."""
+    found = [k[: -len(PATCH_KEY)] for k in tensors if k.endswith(PATCH_KEY)]
+
+    def rank(prefix: str) -> int:
+        head = prefix.split(".")[0]
+        return _PART_ORDER.index(head) if head in _PART_ORDER else len(_PART_ORDER) - 1
+
+    return sorted(found, key=lambda s: (rank(s), len(s)))
+
+
+def unchunk_blocks(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DINOv2's chunked blocks ``blocks.<chunk>.<i>.`` -> ``blocks.<i>.`` (i is global)."""
+    return {re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", k): v for k, v in sd.items()}
+
+
+def _is_square(n: int) -> bool:
+    return n > 0 and math.isqrt(n) ** 2 == n
+
+
+def infer_vit_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
+    """timm ``VisionTransformer`` arguments that fit a backbone state dict (before timm's
+    filter). Head count cannot be read from weights: ``num_heads`` or width / 64."""
+    w = sd[PATCH_KEY]
+    dim = int(w.shape[0])
+    patch = int(w.shape[-1]) if w.ndim == 4 else int(math.isqrt(w.shape[1] // 3))
+    block_ids = [int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))]
+    if not block_ids:
+        raise CheckpointError("the backbone has no transformer blocks ('blocks.<i>.' keys)")
+    depth = 1 + max(block_ids)
+    class_token = "cls_token" in sd
+    regs = sd.get("register_tokens", sd.get("reg_token"))
+    reg_tokens = int(regs.shape[1]) if regs is not None else 0
+    n_pos = int(sd["pos_embed"].shape[1]) if "pos_embed" in sd else 0
+    prefix = int(class_token) + reg_tokens
+    if "register_tokens" in sd or _is_square(n_pos):
+        no_embed_class, n_patches = True, n_pos  # DINOv2 + registers: timm's filter folds [CLS] positions
+        if "register_tokens" in sd:
+            n_patches = n_pos - 1
+    elif _is_square(n_pos - prefix):
+        no_embed_class, n_patches = False, n_pos - prefix
+    else:
+        raise CheckpointError(f"pos_embed of length {n_pos} fits no square patch grid with {prefix} prefix tokens")
+    heads = num_heads or _HEADS_BY_WIDTH.get(dim, max(1, dim // 64))
+    if dim % heads:
+        raise CheckpointError(f"width {dim} is not divisible by {heads} heads; pass num_heads")
+    fc1 = sd.get("blocks.0.mlp.fc1.weight")
+    if fc1 is None:
+        raise CheckpointError("blocks use an MLP other than fc1/fc2 (e.g. SwiGLU); load it with its timm model "
+                              "name (model_name=...) instead")
+    return dict(img_size=math.isqrt(n_patches) * patch, patch_size=patch, embed_dim=dim, depth=depth,
+                num_heads=heads, mlp_ratio=fc1.shape[0] / dim, qkv_bias="blocks.0.attn.qkv.bias" in sd,
+                class_token=class_token, reg_tokens=reg_tokens, no_embed_class=no_embed_class,
+                global_pool="token" if class_token else "avg", fc_norm=False,  # keep the final norm (I-JEPA)
+                init_values=1e-5 if any(".ls1." in k or ".gamma_1" in k for k in sd) else None,
+                num_classes=0, dynamic_img_size=True)
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone loaded from a file and where it came from."""
+
+    vit: VisionTransformer  # eval mode, CPU
+    source: str  # the file
+    layout: str  # dino | dino-train | dinov2 | mae | ijepa | sslscope | timm | plain
+    prefix: str  # where in the file the backbone was found ("" = top level)
+    parts: list[str] = field(default_factory=list)  # every backbone prefix in the file (for ``part=``)
+    ignored: list[str] = field(default_factory=list)  # weights not loaded (heads, decoders, predictors)
+
+
+def _layout(flat: dict[str, torch.Tensor], prefix: str, model_name: str | None) -> str:
+    keys = flat.keys()
+    if model_name:
+        return "timm"
+    if any(k.startswith(prefix) and (".ls1." in k or "register_tokens" in k) for k in keys):
+        return "dinov2"
+    if any("decoder_embed" in k for k in keys):
+        return "mae"
+    if any(k.startswith(("target_encoder.", "predictor.")) for k in keys):
+        return "ijepa"
+    if any(k.startswith(("teacher.", "student.")) for k in keys):
+        return "dino-train"
+    return "plain"
+
+
+def _own_checkpoint(p: Path) -> LoadedBackbone | None:
+    """SSLScope's checkpoints/step_N.safetensors: the run's config gives the exact backbone."""
+    side = p.with_suffix(".json")
+    run_dir = p.parent.parent
+    if p.suffix != ".safetensors" or not side.is_file() or not (run_dir / "run.json").is_file():
+        return None
+    from trainer.models.loading import load_encoder
+
+    try:
+        step = int(json.loads(side.read_text())["step"])
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    vit, _, ck = load_encoder(run_dir, step)
+    return LoadedBackbone(vit, str(p), "sslscope", ck.meta.get("encoder_prefix", ""))
+
+
+def load_backbone(path: Path | str, part: str | None = None, model_name: str | None = None,
+                  num_heads: int | None = None) -> LoadedBackbone:
+    """A timm ViT (eval, CPU) with the backbone weights of ``path``.
+
+    ``part``: which backbone of a multi-model file (``teacher``, ``student``, ``encoder``,
+    ``target_encoder``...; default: teacher, then target encoder, then the only one).
+    ``model_name``: a timm model name to build instead of inferring the shape from the weights.
+    ``num_heads``: attention heads when inferring (default width / 64, as in DINO, DeiT, MAE).
+    """
+    p = Path(path)
+    if part is None and model_name is None and (own := _own_checkpoint(p)) is not None:
+        return own
+    flat = flatten(read_weights(p))
+    parts = backbone_prefixes(flat)
+    if not parts:
+        raise CheckpointError(f"'{p}' holds no ViT backbone (no '{PATCH_KEY}' among its {len(flat)} tensors)")
+    if part is None:
+        prefix = parts[0]
+    else:
+        matches = [s for s in parts if s.split(".")[0] == part or s.rstrip(".") == part.rstrip(".")]
+        if not matches:
+            raise CheckpointError(f"part '{part}' is not in '{p}'; it has backbones under: "
+                                  + ", ".join(repr(s.split(".")[0] or "(top level)") for s in parts))
+        prefix = matches[0]
+    sd = unchunk_blocks({k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)})
+    ignored = [k for k in flat if not k.startswith(prefix)]
+    # MAE's decoder (and its mask token), classifier heads: not part of the backbone
+    drop = [k for k in sd if k.startswith(("decoder_", "head.", "fc_norm.", "predictor"))]
+    if any(k.startswith("decoder_") for k in drop) and "mask_token" in sd:
+        drop.append("mask_token")
+    ignored += [prefix + k for k in drop]
+    sd = {k: v for k, v in sd.items() if k not in drop}
+    if model_name:
+        import timm
+
+        try:
+            vit = timm.create_model(model_name, pretrained=False, num_classes=0, dynamic_img_size=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"timm has no model '{model_name}' ({e}); see timm.list_models('vit*')") from None
+        if not isinstance(vit, VisionTransformer):
+            raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; analysis needs a timm VisionTransformer")
+    else:
+        vit = VisionTransformer(**infer_vit_kwargs(sd, num_heads))
+    sd = checkpoint_filter_fn(sd, vit, adapt_layer_scale=True)
+    missing, unexpected = vit.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"'{p}' (backbone under '{prefix}') does not fit the {'timm model ' + model_name if model_name else 'inferred ViT'}: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}; try model_name= or num_heads=")
+    return LoadedBackbone(vit.eval(), str(p), _layout(flat, prefix, model_name), prefix, parts, ignored)
