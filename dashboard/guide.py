@@ -1,0 +1,61 @@
+"""Guide page: each method and each metric with its formula, what healthy and collapsed look
+like, and what to try. Every chart's help text links to an anchor here."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.glossary import DOCS, FAMILIES, METHODS
+
+_COLLAPSES = """
+| kind | what you see | cause | try |
+|---|---|---|---|
+| **uniform** | teacher entropy on the ln K line, KL near 0, max prob near 1/K | centering without enough sharpening: every image gets the same flat distribution | lower `dino.teacher_temp`, freeze the last layer longer, `dino.koleo_weight=0.1`, smaller `dino.out_dim` |
+| **one-hot** | teacher entropy near 0, batch entropy low, max prob near 1 | sharpening without centering: one prototype wins for every image | `dino.centering=mean` or `sinkhorn` |
+| **dimensional** | RankMe far below the width, a steep singular-value spectrum | features use a few directions | larger batch, KoLeo, lower learning rate |
+| **latent (I-JEPA)** | target std and RankMe falling, loss near 0 | the target encoder follows the context encoder too closely | keep `ijepa.ema=true`, `ijepa.reg=variance` |
+"""
+
+
+def render() -> None:
+    st.title("Guide")
+    st.caption("What each method does and what each chart means: the formula, what healthy and collapsed "
+               "look like, and what to try.")
+    st.header("Methods", anchor="methods", divider="gray")
+    for name, summary, formula, watch in METHODS:
+        st.subheader(name, anchor=name.lower().replace("-", ""))
+        st.markdown(summary)
+        st.latex(formula)
+        st.markdown(f"**Watch:** {watch}")
+    st.header("Collapse, in four kinds", anchor="collapse", divider="gray")
+    st.markdown(_COLLAPSES)
+    listed = set()
+    for family, help_text, names in FAMILIES:
+        st.header(f"Metrics: {family.lower()}", anchor=family.lower().replace(" ", "-"), divider="gray")
+        st.caption(help_text.capitalize() + ". Names as in the run store (`metrics.sqlite`).")
+        for name in names:
+            _metric(name)
+            listed.add(name)
+    rest = [n for n in DOCS if n not in listed]
+    if rest:
+        st.header("Metrics: other", anchor="other-metrics", divider="gray")
+        for name in rest:
+            _metric(name)
+
+
+def _metric(name: str) -> None:
+    d = DOCS.get(name)
+    if d is None:
+        return
+    st.subheader(d.title, anchor=d.anchor)  # the anchor every help link points at
+    st.caption(f"`{d.name}`")
+    if d.formula:
+        st.latex(d.formula)
+    lines = [d.meaning]
+    if d.healthy:
+        lines.append(f"- **Healthy:** {d.healthy}")
+    if d.collapsed:
+        lines.append(f"- **Collapsed:** {d.collapsed}")
+    if d.try_:
+        lines.append(f"- **Try:** {d.try_}")
+    st.markdown("\n".join(lines))

@@ -1,0 +1,188 @@
+"""Live page: curves by metric family that refresh on their own while runs train, the DINO
+collapse panel, a banner when a run collapses, and the probe images at any logged step."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import charts, diagnosis, loaders, session
+from dashboard.glossary import FAMILIES, doc, guide_link
+
+_INTERVALS = {"every 1 s": 1.0, "every 2 s": 2.0, "every 5 s": 5.0, "every 15 s": 15.0, "paused": None}
+
+
+@dataclass(frozen=True)
+class View:
+    """How the curves are drawn (the controls above the charts)."""
+
+    smoothing: float = 0.6
+    x_axis: str = "step"
+    log_y: bool = False
+
+
+def log_k(info: dict, frame) -> float | None:
+    """ln K of a DINO run: the logged ``dino/log_k``, else from the config's K."""
+    v = loaders.last_value(frame, "dino/log_k")
+    if v is not None:
+        return v
+    k = loaders.config_value(info, "dino.out_dim")
+    return math.log(k) if info.get("method") == "dino" and k else None
+
+
+def curves(runs: list[tuple[dict, object]], name: str, colors: dict[str, str], x_axis: str) -> list[charts.Curve]:
+    out = []
+    for info, frame in runs:
+        x, y = loaders.series(frame, name, x_axis)
+        if len(x):
+            out.append(charts.Curve(info["run_id"], colors.get(info["run_id"], charts.PALETTE[0]), x, y))
+    return out
+
+
+def collapse_panel(runs: list[tuple[dict, object]], colors: dict[str, str], view: View):
+    """The DINO collapse figure for the given runs (None when no run logs DINO stats)."""
+    per_metric = {name: curves(runs, name, colors, view.x_axis) for name, _ in charts.COLLAPSE_PANELS}
+    if not any(per_metric.values()):
+        return None
+    ks = [k for info, frame in runs if (k := log_k(info, frame)) is not None]
+    return charts.collapse_figure(per_metric, ks[0] if ks else None, x_title=loaders.X_AXES[view.x_axis],
+                                  smoothing=view.smoothing)
+
+
+def _family(title: str, help_text: str, names: tuple[str, ...], runs, colors, view: View) -> None:
+    present = [n for n in names if any(n in set(f["name"]) for _, f in runs if not f.empty)]
+    if not present:
+        return
+    st.subheader(title, help=f"{help_text.capitalize()}. {guide_link()}", divider="gray")
+    if title == "DINO collapse":
+        fig = collapse_panel(runs, colors, view)
+        if fig is not None:
+            st.plotly_chart(fig, key="collapse_panel", config={"displaylogo": False})
+            st.caption("Healthy: entropy between the two dashed lines with KL above 0. Entropy on ln K with KL "
+                       "at 0 is uniform collapse; entropy near 0 is one-hot collapse. "
+                       + guide_link("dino/teacher_entropy"))
+        present = [n for n in present if n not in dict(charts.COLLAPSE_PANELS)]
+    cols = st.columns(3)
+    for i, name in enumerate(present):
+        d = doc(name)
+        fig = charts.curves_figure(curves(runs, name, colors, view.x_axis), title=d.title, y_title=name,
+                                   x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
+                                   log_y=view.log_y, height=260)
+        with cols[i % 3]:
+            st.plotly_chart(fig, key=f"chart_{name}", config={"displaylogo": False})
+
+
+def _status_line(runs) -> None:
+    """Last-updated indicator: when the page last read, the newest step and its age per run."""
+    now = time.time()
+    parts = []
+    for info, frame in runs:
+        step, wrote = loaders.last_step(frame), loaders.last_write(frame)
+        age = f"{now - wrote:.0f} s ago" if wrote else "no rows yet"
+        parts.append(f"**{info['run_id']}** ({info.get('status')}) step {step if step is not None else '-'}, "
+                     f"newest row {age}")
+    st.caption(f"Updated {time.strftime('%H:%M:%S')} · " + " · ".join(parts))
+
+
+def _banners(runs) -> None:
+    for info, frame in runs:
+        if info.get("status") == "failed":
+            st.error(f"**{info['run_id']}** failed: {info.get('reason') or 'no reason recorded'}",
+                     icon=":material/error:")
+        diag = diagnosis.of_run(info["dir"])
+        if diag is not None and diag.collapsed:
+            st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link('dino/teacher_entropy')}",
+                       icon=":material/warning:")
+
+
+def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: View) -> None:
+    """Everything that refreshes: status line, banners, the metric families."""
+    runs = []
+    for run_id in run_ids:
+        info = loaders.run_info(root / run_id)
+        if info is None:
+            st.warning(f"Run '{run_id}' is gone from `{root}` (deleted or moved); pick another run.")
+            continue
+        runs.append((info, loaders.metrics(root / run_id)))
+    if not runs:
+        return
+    _status_line(runs)
+    _banners(runs)
+    if all(f.empty for _, f in runs):
+        st.info("No metrics logged yet; the first rows appear after `run.log_every` steps.")
+        return
+    st.html(charts.color_key_html({i["run_id"]: colors.get(i["run_id"], charts.PALETTE[0]) for i, _ in runs}))
+    known = set()
+    for title, help_text, names in FAMILIES:
+        _family(title, help_text, names, runs, colors, view)
+        known |= set(names)
+    others = sorted({n for _, f in runs for n in loaders.metric_names(f)} - known - {"dino/log_k"})
+    if others:
+        _family("Other metrics", "metrics without a family", tuple(others), runs, colors, view)
+
+
+def probe_panel(root: Path, run_ids: list[str]) -> None:
+    """The probe batch (attention maps, reconstructions, predictions) at a chosen step."""
+    st.subheader("Probe images", divider="gray",
+                 help="A fixed batch the trainer renders at each evaluation: DINO's [CLS] attention, MAE's "
+                      "reconstructions, I-JEPA's blocks and similarity maps. " + guide_link())
+    if not run_ids:
+        return
+    run_id = st.selectbox("Run", run_ids, key="probe_run") if len(run_ids) > 1 else run_ids[0]
+    steps = loaders.probe_steps(root / run_id)
+    if not steps:
+        st.caption(f"'{run_id}' has saved no probe yet (one per `run.eval_every` steps).")
+        return
+    follow = st.toggle("Follow the latest step", value=True, key="probe_follow")
+    if follow or len(steps) == 1:
+        step = steps[-1]
+    else:
+        step = st.select_slider("Step", options=steps, value=steps[-1], key="probe_step")
+    arrays = loaders.probe(str(root / run_id), step)
+    if isinstance(arrays, str):
+        st.warning(arrays)
+        return
+    fig, skipped = charts.probe_figure(arrays)
+    st.caption(f"{run_id}, step {step} of {steps[-1]} ({len(steps)} probes saved)")
+    if fig is None:
+        st.caption("This probe holds no image-like arrays" + (f" (keys: {', '.join(skipped)})." if skipped else "."))
+    else:
+        st.plotly_chart(fig, key="probe_fig", config={"displaylogo": False})
+
+
+def render() -> None:
+    root = session.runs_dir()
+    st.title("Live")
+    st.caption("Curves refresh on their own while runs train, reading only the rows written since the last "
+               f"refresh. Raw curves are faint, smoothed ones solid. {guide_link()}")
+    all_runs = loaders.runs(str(root)) if root.is_dir() else []
+    if not all_runs:
+        st.info(f"No runs in `{root}` yet; start one on the Runs page or with `python -m trainer demo`.")
+        return
+    ids = [r["run_id"] for r in all_runs]
+    running = [r["run_id"] for r in all_runs if r.get("status") == "running"]
+    default = session.remembered_selection(ids, fallback=0) or running[:4] or ids[:1]
+    picked = st.multiselect("Runs", ids, default=default, key="live_runs", placeholder="pick runs to watch")
+    session.remember_selection(picked)
+    c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
+    every = c1.selectbox("Refresh", list(_INTERVALS), index=1, key="live_every")
+    smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="live_smoothing",
+                          help="Debiased exponential moving average, as in TensorBoard; 0 = raw.")
+    x_axis = c3.segmented_control("x axis", list(loaders.X_AXES), default="step", key="live_x") or "step"
+    log_y = c4.toggle("Log scale", key="live_log")
+    if not picked:
+        st.info("Pick one or more runs above.")
+        return
+    colors = charts.run_colors(loaders.oldest_first(all_runs))
+    view = View(smoothing, x_axis, log_y)
+    # finished runs do not change: refresh only while one of the picked runs trains
+    active = any((loaders.run_info(root / r) or {}).get("status") == "running" for r in picked)
+    interval = _INTERVALS[every] if active else None
+    if not active:
+        st.caption("None of these runs is training, so the page does not refresh.")
+    st.fragment(run_every=interval)(live_panels)(root, picked, colors, view)
+    st.fragment(run_every=interval)(probe_panel)(root, picked)

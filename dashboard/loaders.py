@@ -1,0 +1,125 @@
+"""Run-store reads for the pages: cached tables, and metric buffers that grow incrementally.
+
+Live views keep, per run, the rows read so far and the last SQLite rowid in session state,
+and ask the store only for rows after it (``trainer.store.read_scalars(run_dir, after_rowid)``),
+so a refresh costs the new rows, not the whole history. A run whose writer restarted (resume
+rewrites the tail of the curves) is detected by its changed pid and read again in full.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from trainer import store
+from trainer.store import StoreError, list_probes, list_runs, load_probe, read_run_info, read_scalars
+
+_BUFFERS_KEY = "_metric_buffers"
+COLUMNS = ("step", "epoch", "wall_time", "name", "value")
+X_AXES = {"step": "step", "epoch": "epoch", "wall time": "wall time (min)"}
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def runs(root: str) -> list[dict[str, Any]]:
+    """Every readable run under ``root``, newest first (run.json contents plus ``dir``)."""
+    return list_runs(Path(root))
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def last_values(run_dir: str) -> dict[str, float]:
+    """The latest value of every scalar of a run (one query)."""
+    return store.last_values(run_dir)
+
+
+def run_info(run_dir: Path | str) -> dict[str, Any] | None:
+    """run.json of one run, or None when the folder is gone or damaged (the page says so)."""
+    try:
+        return read_run_info(run_dir)
+    except StoreError:
+        return None
+
+
+def oldest_first(run_list: list[dict[str, Any]]) -> list[str]:
+    """Run ids oldest first: the order that gives each run its stable colour."""
+    return [r["run_id"] for r in sorted(run_list, key=lambda r: r.get("started") or 0)]
+
+
+def config_value(info: dict[str, Any], key: str, default: Any = None) -> Any:
+    """``section.field`` of a run's saved config."""
+    section, field = key.split(".")
+    return (info.get("config") or {}).get(section, {}).get(field, default)
+
+
+def metrics(run_dir: Path | str) -> pd.DataFrame:
+    """All scalars of a run (long format: step, epoch, wall_time, name, value), reading only the
+    rows written since this session's last call for the same run."""
+    key = str(run_dir)
+    buffers: dict[str, dict[str, Any]] = st.session_state.setdefault(_BUFFERS_KEY, {})
+    info = run_info(run_dir)
+    writer = (info or {}).get("pid"), (info or {}).get("started")
+    buf = buffers.get(key)
+    if buf is None or buf["writer"] != writer:
+        buf = buffers[key] = {"writer": writer, "rowid": 0, "frame": pd.DataFrame(columns=list(COLUMNS)),
+                              "read_at": 0.0}
+    cols, last = read_scalars(run_dir, after_rowid=buf["rowid"])
+    if len(cols["step"]):
+        new = pd.DataFrame({c: cols[c] for c in COLUMNS})
+        buf["frame"] = new if buf["frame"].empty else pd.concat([buf["frame"], new], ignore_index=True)
+        buf["rowid"] = last
+    buf["read_at"] = time.time()
+    return buf["frame"]
+
+
+def series(frame: pd.DataFrame, name: str, x_axis: str = "step") -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of one metric in step order; ``x_axis``: step | epoch | wall time (minutes since
+    the run's first logged row)."""
+    if frame.empty:
+        return np.empty(0), np.empty(0)
+    rows = frame[frame["name"] == name].sort_values("step", kind="stable")
+    y = rows["value"].to_numpy(np.float64)
+    if x_axis == "epoch":
+        x = rows["epoch"].to_numpy(np.float64)
+    elif x_axis == "wall time":
+        x = (rows["wall_time"].to_numpy(np.float64) - float(frame["wall_time"].min())) / 60.0
+    else:
+        x = rows["step"].to_numpy(np.int64)
+    return x, y
+
+
+def last_value(frame: pd.DataFrame, name: str) -> float | None:
+    """The latest value of one metric, or None."""
+    if frame.empty:
+        return None
+    rows = frame[frame["name"] == name]
+    return None if rows.empty else float(rows["value"].iloc[-1])
+
+
+def metric_names(frame: pd.DataFrame) -> list[str]:
+    return [] if frame.empty else sorted(frame["name"].unique().tolist())
+
+
+def last_step(frame: pd.DataFrame) -> int | None:
+    return None if frame.empty else int(frame["step"].max())
+
+
+def last_write(frame: pd.DataFrame) -> float | None:
+    """Wall time of the newest row (seconds since the epoch)."""
+    return None if frame.empty else float(frame["wall_time"].max())
+
+
+def probe_steps(run_dir: Path | str) -> list[int]:
+    return list_probes(run_dir)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def probe(run_dir: str, step: int) -> dict[str, np.ndarray] | str:
+    """The probe arrays saved at ``step``, or a one-line reason they cannot be read."""
+    try:
+        return load_probe(run_dir, step)
+    except StoreError as e:
+        return str(e)

@@ -1,0 +1,158 @@
+"""Runs page: every run under the runs directory, filters, start and stop runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import diagnosis, launch, loaders, navigation, session
+from dashboard.glossary import guide_link
+from trainer.config import DATASETS, METHODS
+
+
+def runs_frame(root: Path) -> pd.DataFrame:
+    """One row per run: identity, status, progress, last key metrics and the diagnosis."""
+    rows = []
+    for info in loaders.runs(str(root)):
+        last = loaders.last_values(info["dir"])
+        diag = diagnosis.of_run(info["dir"])
+        k = last.get("dino/log_k")
+        ent = last.get("dino/teacher_entropy")
+        rows.append({
+            "run": info["run_id"], "method": info.get("method", "?"),
+            "data": loaders.config_value(info, "data.name", "?"), "group": info.get("group") or "",
+            "status": info.get("status", "?"),
+            "reason": info.get("reason") or "",
+            "step": int(info.get("step") or 0), "steps": int(loaders.config_value(info, "optim.steps", 0) or 0),
+            "loss": last.get("train/loss"), "k-NN": last.get("eval/knn_top1"),
+            "H/lnK": (ent / k) if ent is not None and k else None,
+            "RankMe": last.get("collapse/rankme"),
+            "diagnosis": diag.label if diag else "",
+            "started": dt.datetime.fromtimestamp(info["started"]) if info.get("started") else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def _filters(df: pd.DataFrame) -> pd.DataFrame:
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
+    methods = c1.multiselect("Method", sorted(df["method"].unique()), placeholder="all")
+    statuses = c2.multiselect("Status", sorted(df["status"].unique()), placeholder="all")
+    groups = c3.multiselect("Group", sorted(g for g in df["group"].unique() if g), placeholder="all")
+    text = c4.text_input("Search", placeholder="part of a run name")
+    if methods:
+        df = df[df["method"].isin(methods)]
+    if statuses:
+        df = df[df["status"].isin(statuses)]
+    if groups:
+        df = df[df["group"].isin(groups)]
+    if text:
+        df = df[df["run"].str.contains(text, case=False, regex=False)]
+    return df
+
+
+def _table(df: pd.DataFrame) -> list[str]:
+    """The runs table; returns the run ids ticked by the user."""
+    event = st.dataframe(
+        df, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+        column_config={
+            "step": st.column_config.ProgressColumn("step", format="%d", min_value=0,
+                                                    max_value=int(max(df["steps"].max(), 1))),
+            "steps": None,
+            "loss": st.column_config.NumberColumn("loss", format="%.4f"),
+            "k-NN": st.column_config.NumberColumn("k-NN", format="percent", help="eval/knn_top1, held-out split"),
+            "H/lnK": st.column_config.NumberColumn("H / ln K", format="%.2f",
+                                                   help="DINO teacher entropy over ln K: 1 = uniform collapse, 0 = one-hot"),
+            "RankMe": st.column_config.NumberColumn("RankMe", format="%.1f"),
+            "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped", width="medium"),
+            "diagnosis": st.column_config.TextColumn("diagnosis", width="medium",
+                                                     help="analysis.collapse.diagnose on the latest logged values"),
+            "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+        })
+    picked = [df.iloc[i]["run"] for i in event.selection.rows] if event and event.selection else []
+    return picked
+
+
+def _actions(root: Path, picked: list[str]) -> None:
+    row = st.container(horizontal=True)
+    if row.button("Watch live", disabled=not picked, icon=":material/monitoring:", help="Open the ticked runs on Live"):
+        session.remember_selection(picked)
+        navigation.go("live")
+    if row.button("Compare", disabled=len(picked) < 2, icon=":material/compare_arrows:",
+                 help="Overlay the ticked runs on Compare"):
+        session.remember_selection(picked)
+        navigation.go("compare")
+    if row.button("Stop", disabled=not picked, icon=":material/stop_circle:",
+                 help="Send SIGTERM: the trainer saves a checkpoint and marks the run stopped"):
+        for run_id in picked:
+            try:
+                st.toast(launch.stop(root / run_id))
+            except launch.LaunchError as e:
+                st.warning(str(e))
+
+
+def start_forms(root: Path) -> None:
+    """Start a run, the demo, or the centering/sharpening ablation."""
+    with st.expander("Start a run", icon=":material/play_arrow:"):
+        with st.form("start_run", border=False):
+            c1, c2, c3, c4 = st.columns(4)
+            method = c1.selectbox("Method", METHODS)
+            data = c2.selectbox("Data", DATASETS)
+            steps = c3.number_input("Steps", min_value=1, max_value=1_000_000, value=300, step=50)
+            name = c4.text_input("Name", placeholder="automatic", help="letters, digits, '-', '_', '.'")
+            sets = st.text_area("Overrides, one `section.field=value` per line", height=80,
+                                placeholder="dino.out_dim=64\ndino.koleo_weight=0.1",
+                                help="Any config field; see `python -m trainer train --help`.")
+            if st.form_submit_button("Start", type="primary"):
+                try:
+                    argv = launch.train_argv(root, method, data, int(steps), name.strip(), sets.splitlines())
+                    started = launch.start(root, argv, name.strip() or method)
+                    st.success(f"Started `{' '.join(started.argv[1:])}` (pid {started.pid}); "
+                               f"it appears in the table within seconds.")
+                except launch.LaunchError as e:
+                    st.error(str(e))
+    with st.expander("Start the demo or an ablation", icon=":material/science:"):
+        c1, c2 = st.columns(2)
+        c1.markdown("**Demo**: short DINO, MAE and I-JEPA runs and the centering/sharpening grid on `shapes`.")
+        if c1.button("Start the demo", key="demo"):
+            started = launch.start(root, launch.demo_argv(root), "demo")
+            st.success(f"Demo started (pid {started.pid}).")
+        c2.markdown("**Centering x sharpening**: the 2 x 2 grid of the DINO paper's collapse study, one group.")
+        steps = c2.number_input("Steps per arm", min_value=10, max_value=100_000, value=300, step=50)
+        if c2.button("Start the ablation", key="ablate"):
+            try:
+                started = launch.start(root, launch.ablate_argv(root, int(steps)), "ablate-centering-sharpening")
+                st.success(f"Ablation started (pid {started.pid}); compare its arms on Compare.")
+            except launch.LaunchError as e:
+                st.error(str(e))
+
+
+def _launch_logs(root: Path) -> None:
+    logs = launch.recent_logs(root)
+    if not logs:
+        return
+    launch.reap()
+    with st.expander("Output of runs started here", icon=":material/terminal:"):
+        for log in logs:
+            st.caption(log.name)
+            st.code(launch.tail(log) or "(no output yet)", language=None)
+
+
+def render() -> None:
+    root = session.runs_dir()
+    st.title("Runs")
+    st.caption(f"Every run in `{root}`. Tick runs to watch them live, compare them or stop them. "
+               f"What the columns mean: {guide_link()}.")
+    df = runs_frame(root) if root.is_dir() else pd.DataFrame()
+    if df.empty:
+        st.info(f"No runs in `{root}` yet. Start the demo below, or from a terminal: "
+                f"`python -m trainer demo --runs-dir {root}`.", icon=":material/info:")
+    else:
+        shown = _filters(df)
+        picked = _table(shown)
+        st.caption(f"{len(shown)} of {len(df)} runs" + (f", {len(picked)} ticked" if picked else ""))
+        _actions(root, picked)
+    start_forms(root)
+    _launch_logs(root)

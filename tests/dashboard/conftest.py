@@ -1,0 +1,40 @@
+"""Fixture run stores for the dashboard tests and a helper that opens one page in AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.synthetic import write_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory) -> Path:
+    return write_store(tmp_path_factory.mktemp("synthetic") / "runs")
+
+
+def page_app(page: str, root: Path, monkeypatch, timeout: float = 60) -> AppTest:
+    """AppTest running one dashboard page (``dashboard.<page>.render``) on the runs in ``root``."""
+    monkeypatch.setenv("SSLSCOPE_RUNS", str(root))
+    monkeypatch.chdir(REPO)
+    return AppTest.from_string(f"from dashboard.{page} import render\nrender()\n", default_timeout=timeout)
+
+
+def no_exception(at: AppTest) -> None:
+    """Fail with the page's own traceback text if any element is an exception."""
+    assert not at.exception, [e.value for e in at.exception] + [e.stack_trace for e in at.exception]
+
+
+def plotly_specs(at: AppTest) -> dict[str, dict]:
+    """Every plotly chart on the page by key: its figure as a dict."""
+    import json
+
+    out = {}
+    for el in at.get("plotly_chart"):
+        proto = el.proto
+        out[proto.id or str(len(out))] = json.loads(proto.spec)
+    return out
