@@ -1,0 +1,113 @@
+"""The in-memory image dataset every source produces, the one place a split is built from a
+config, and the normalisation shared by training, k-NN features and display.
+
+Every source (shapes, fashion-mnist, digits, folder) decodes to the same form: uint8 images
+(N, S, S, 3) held in memory, int64 labels (-1 = unlabelled), class names and, for the
+procedural shapes, exact per-pixel object masks. Small images make this cheap (60k Fashion-MNIST
+images at 32 px are 184 MB) and let the loader gather batches with one fancy index.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from trainer.config import Data
+
+# ImageNet statistics: what timm and every DINO/MAE/I-JEPA recipe normalise with.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+SPLITS = ("train", "val")
+
+# data.name -> module under trainer.data with a ``load(data, split, seed) -> ImageDataset``.
+# Imported on demand so that, e.g., reading Fashion-MNIST never imports scikit-learn.
+_SOURCES = {"shapes": "shapes", "fashion-mnist": "fashion_mnist", "digits": "digits", "folder": "folder"}
+
+
+class DataError(ValueError):
+    """Bad or missing data. The message is one line naming the problem and the fix."""
+
+
+@dataclass(eq=False)
+class ImageDataset(torch.utils.data.Dataset):
+    """Decoded images of one split.
+
+    images: (N, S, S, 3) uint8; labels: (N,) int64, -1 where unlabelled; classes: names of
+    labels 0..C-1; masks: (N, S, S) bool object masks (shapes only); skipped: files that
+    could not be read (folder only), a few of their names in ``skipped_examples``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    name: str
+    masks: np.ndarray | None = None
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n, h, w, c = self.images.shape
+        assert self.images.dtype == np.uint8 and c == 3 and h == w, \
+            f"images must be (N, S, S, 3) uint8, got {self.images.shape} {self.images.dtype}"
+        assert self.labels.shape == (n,), f"labels {self.labels.shape} do not match {n} images"
+        self.labels = self.labels.astype(np.int64, copy=False)
+        assert self.masks is None or self.masks.shape == (n, h, w)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Image i as a uint8 tensor (3, S, S) and its label."""
+        return torch.from_numpy(self.images[i]).permute(2, 0, 1).contiguous(), int(self.labels[i])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+
+def build_dataset(data: Data, split: str, seed: int) -> ImageDataset:
+    """The ``split`` ('train' | 'val') of the dataset ``data.name`` at ``data.image_size`` px.
+
+    shapes: ``num_train`` / ``num_val`` images generated from ``seed`` (different streams per
+    split). Real data: the first ``num_train`` / ``num_val`` images of the split (0 = all).
+    """
+    if split not in SPLITS:
+        raise DataError(f"split '{split}' is not known; use one of: {', '.join(SPLITS)}")
+    if data.name not in _SOURCES:
+        raise DataError(f"data.name='{data.name}' is not a dataset; choose one of: {', '.join(_SOURCES)}")
+    module = importlib.import_module(f"trainer.data.{_SOURCES[data.name]}")
+    return module.load(data, split, seed)
+
+
+def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float (N, 3, S, S) normalised with ``MEAN`` / ``STD``.
+
+    Takes numpy (N, S, S, 3), or a tensor (N, 3, S, S) or (N, S, S, 3); a single image (no N)
+    gets a batch axis.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if isinstance(images, np.ndarray) or (x.shape[1] != 3 and x.shape[-1] == 3):
+        x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def to_uint8_image(x: torch.Tensor) -> np.ndarray:
+    """Inverse of ``normalize`` for display: (3, H, W) -> (H, W, 3) or (N, 3, H, W) -> (N, H, W, 3) uint8."""
+    x = x.detach().float().cpu()
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    x = (x * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
