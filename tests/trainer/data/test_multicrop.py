@@ -1,0 +1,87 @@
+"""Multi-crop and single views: counts, sizes, order, randomness, and crops as torchvision draws them."""
+
+import math
+
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from trainer.data import build_view_transform, normalize
+from trainer.data.multicrop import blur_kernel_size, blur_sigma_range, crop_boxes, random_resized_crop
+from trainer.methods.base import ViewSpec
+
+DINO = ViewSpec("multicrop", global_size=32, n_global=2, local_size=16, n_local=6)
+
+
+def _images(n=8, size=32, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_multicrop_views_globals_first_with_their_sizes():
+    views = build_view_transform(DINO).batch(_images(), torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in views] == [(8, 3, 32, 32)] * 2 + [(8, 3, 16, 16)] * 6
+    assert all(v.dtype == torch.float32 for v in views)
+    one = build_view_transform(DINO)(_images(1)[0], torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in one] == [(3, 32, 32)] * 2 + [(3, 16, 16)] * 6
+
+
+def test_crops_differ_between_views_and_images_and_are_seeded():
+    t = build_view_transform(DINO)
+    img = _images(1)[0].expand(4, -1, -1, -1)  # the same image four times
+    a = t.batch(img, torch.Generator().manual_seed(1))
+    b = t.batch(img, torch.Generator().manual_seed(1))
+    c = t.batch(img, torch.Generator().manual_seed(2))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+    assert not torch.allclose(a[0], a[1])  # two global crops of one batch
+    for v in a:  # each copy of the image gets its own crop
+        assert len(torch.unique(v.flatten(1), dim=0)) == 4
+
+
+def test_single_view_crops_and_flips_but_keeps_colours():
+    # A constant image stays that constant under crop + flip (no colour change); multi-crop's
+    # jitter/grey/solarise change it in most views.
+    img = torch.full((64, 3, 32, 32), 0, dtype=torch.uint8)
+    img[:, 0], img[:, 1], img[:, 2] = 200, 50, 120
+    want = normalize(img[:1])[0, :, 0, 0]
+    single = build_view_transform(ViewSpec("single", global_size=32)).batch(img, torch.Generator().manual_seed(0))
+    assert len(single) == 1 and single[0].shape == (64, 3, 32, 32)
+    torch.testing.assert_close(single[0], want.view(1, 3, 1, 1).expand_as(single[0]), atol=1e-5, rtol=0)
+    multi = build_view_transform(DINO).batch(img, torch.Generator().manual_seed(0))
+    changed = (multi[0] - want.view(1, 3, 1, 1)).abs().amax((1, 2, 3)) > 1e-3
+    assert 0.6 < changed.float().mean() < 1.0
+
+
+def test_crop_boxes_follow_random_resized_crop():
+    g = torch.Generator().manual_seed(0)
+    boxes = crop_boxes(g, 5000, 32, 32, (0.05, 0.4))
+    top, left, h, w = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 32).all()
+    area = (h * w).float() / 1024
+    assert area.min() > 0.03 and area.max() < 0.45  # scale range, up to rounding of the sides
+    aspect = w.float() / h.float()
+    assert aspect.min() > 0.6 and aspect.max() < 1.6
+    assert len(torch.unique(boxes, dim=0)) > 500
+    # Positions cover the whole free range: an 8-px-high box lands anywhere in 0..24.
+    tops = top[h == 8]
+    assert len(tops) > 100 and tops.min() == 0 and tops.max() == 24
+    # Impossible scales fall back to the central crop (the whole square image).
+    assert crop_boxes(g, 3, 32, 32, (2.0, 3.0)).tolist() == [[0, 0, 32, 32]] * 3
+
+
+def test_upscaling_crop_equals_torchvision_resized_crop_inside():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(6)
+    state = g.get_state()
+    ours = random_resized_crop(x, g, 32, (0.4, 0.9))
+    g.set_state(state)
+    boxes = crop_boxes(g, 2, 32, 32, (0.4, 0.9))
+    for k in range(2):
+        want = F.resized_crop(x[k], *boxes[k].tolist(), [32, 32], antialias=True)
+        # Identical away from the crop's border (there roi_align may read the pixel beyond it).
+        torch.testing.assert_close(ours[k, :, 2:-2, 2:-2], want[:, 2:-2, 2:-2], atol=1e-5, rtol=0)
+
+
+def test_blur_scaled_to_image_size():
+    assert blur_kernel_size(32) == 3 and blur_kernel_size(16) == 3 and blur_kernel_size(224) == 23
+    assert blur_sigma_range(32) == (0.1, 1.0) and blur_sigma_range(224) == (0.1, 2.0)
+    assert math.isclose(blur_sigma_range(160)[1], 2.0 * 160 / 224)
