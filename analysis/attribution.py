@@ -141,3 +141,45 @@ def occlusion(score: nn.Module, images: torch.Tensor, target: torch.Tensor, patc
     heat = attr.detach()[:, 0, ::patch_size, ::patch_size]  # (B, h, w)
     return Attribution(heat.numpy(), attr.detach()[:, 0].numpy(), fx.numpy(),
                        np.full(x.shape[0], np.nan, np.float32), None, target.numpy(), "occlusion")
+
+
+SCORES = ("prototype", "knn")
+
+
+def source_score(source, score: str = "prototype", k: int = KNN_K, T: float = KNN_TEMP,
+                 max_bank: int = 0) -> nn.Module:
+    """The scalar-producing module for an ``analysis.source.Source``: prototypes or the k-NN
+    bank come from the [CLS] features of its train split (first ``max_bank``, 0 = all)."""
+    from analysis.features import split_features
+
+    if score not in SCORES:
+        raise ValueError(f"score '{score}' is not known; choose one of: {', '.join(SCORES)}")
+    feats = split_features(source, "train", max_bank)
+    keep = feats.labels >= 0
+    if not keep.any():
+        raise ValueError("attributions of class scores need labelled training images; this data is unlabelled")
+    c = int(feats.labels.max()) + 1
+    if score == "prototype":
+        return PrototypeScore(source.vit, class_prototypes(feats.cls, feats.labels, c))
+    return KnnScore(source.vit, torch.from_numpy(feats.cls[keep]), torch.from_numpy(feats.labels[keep]), c, k, T)
+
+
+def attribute_source(source, n_images: int = 8, method: str = "integrated_gradients", score: str = "prototype",
+                     split: str = "val", **kwargs) -> tuple[np.ndarray, np.ndarray, Attribution]:
+    """Attributions for the first ``n_images`` of ``split``, each for its true class (its
+    best-scoring class where unlabelled). Returns uint8 images (n, S, S, 3), labels and the
+    ``Attribution``; ``kwargs`` go to ``integrated_gradients`` or ``occlusion``."""
+    from analysis.source import split_images
+    from trainer.data.datasets import normalize
+
+    if method not in METHODS:
+        raise ValueError(f"attribution method '{method}' is not known; choose one of: {', '.join(METHODS)}")
+    images, labels, _, _ = split_images(source, split, n_images)
+    fn = source_score(source, score)
+    x = normalize(images)
+    with torch.no_grad():
+        best = fn(x).argmax(1)
+    target = torch.where(torch.from_numpy(labels) >= 0, torch.from_numpy(labels), best)
+    p = source.vit.patch_embed.patch_size[0]
+    run = integrated_gradients if method == "integrated_gradients" else occlusion
+    return images, labels, run(fn, x, target, p, **kwargs)

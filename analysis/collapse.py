@@ -258,3 +258,48 @@ def diagnose_run(run_dir: Path | str, last: int = 5) -> Diagnosis:
     except Exception:  # noqa: BLE001 - a run without a readable config still gets std_l2 judged
         max_rank = None
     return diagnose(values, max_rank)
+
+
+@dataclass
+class DiagnosisReport:
+    """A checkpoint judged on its own features (and DINO outputs), and its run on its logs."""
+
+    checkpoint: Diagnosis  # from the val features (+ teacher/student outputs for DINO runs)
+    features: FeatureStats
+    run: Diagnosis | None = None  # from the run's logged scalars; None outside a run
+
+
+@torch.inference_mode()
+def dino_output_probs(method: torch.nn.Module, images: torch.Tensor, step: int,
+                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DINO method's p_t (centred, tau_t at ``step``) and p_s (tau_s) on normalised images
+    (N, 3, H, W), one view each: (N, K) and (N, K)."""
+    method.eval()
+    pt, ps = [], []
+    for s in range(0, images.shape[0], batch_size):
+        x = images[s:s + batch_size]
+        t_logits = method.teacher([x])[0][0]  # (b, K)
+        s_logits = method.student([x])[0][0]
+        center = method.center if method.cfg.dino.centering == "mean" else None
+        pt.append(dino_probs(t_logits, method.teacher_temp(step), center))
+        ps.append(dino_probs(s_logits, method.cfg.dino.student_temp))
+    return torch.cat(pt), torch.cat(ps)
+
+
+def diagnose_source(source, max_images: int = 512) -> DiagnosisReport:
+    """``diagnose`` an ``analysis.source.Source`` on the [CLS] features of its val split (and,
+    for a DINO run, its teacher and student outputs), and its run on its logged scalars."""
+    from analysis.features import split_features
+
+    feats = split_features(source, "val", max_images)
+    pt = ps = None
+    if source.method == "dino" and source.run_dir is not None:
+        from analysis.source import split_images
+        from trainer.data.datasets import normalize
+        from trainer.models.loading import load_method
+
+        method, _, _ = load_method(source.run_dir, source.step)
+        images = split_images(source, "val", max_images)[0]
+        pt, ps = dino_output_probs(method, normalize(images), source.step or 0)
+    run = diagnose_run(source.run_dir) if source.run_dir is not None else None
+    return DiagnosisReport(diagnose_features(feats.cls, pt, ps), feature_stats(feats.cls), run)

@@ -125,3 +125,22 @@ def embed(feats: np.ndarray | torch.Tensor, labels: np.ndarray | None = None, me
     if method == "pca":
         return pca_embedding(feats, labels, seed=seed, max_points=max_points)
     raise ValueError(f"embedding method '{method}' is not known; choose one of: {', '.join(METHODS)}")
+
+
+def source_embedding(source, split: str = "train", method: str = "umap", feature: str = "cls",
+                     max_points: int = 5000, seed: int = 0) -> Embedding:
+    """Cached 2-D embedding of the features of the first ``max_points`` images of ``split`` of
+    an ``analysis.source.Source``; ``indices`` are rows of that split (for thumbnails:
+    ``analysis.source.split_images``)."""
+    from analysis.features import split_features
+
+    params = {"split": split, "method": method, "feature": feature, "max_points": max_points, "seed": seed,
+              **source.data_params()}
+
+    def compute() -> Embedding:
+        # the first max_points images of the split (splits come shuffled): no features are
+        # extracted for images that would not be drawn
+        feats = split_features(source, split, max_points)
+        return embed(feats.get(feature), feats.labels, method=method, seed=seed, max_points=0)
+
+    return source.cache.cached_dataclass(Embedding, "embedding", source.checkpoint, params, compute)

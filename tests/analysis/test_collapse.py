@@ -119,3 +119,23 @@ def test_diagnose_run_reads_last_logged_values(tmp_path):
     d = diagnose_run(tmp_path / "r1")
     assert d.label == "uniform collapse", d.summary()
     assert d.values["dino/kl_teacher_student"] == pytest.approx(0.001)
+
+
+def test_diagnose_source_uses_teacher_outputs(tmp_path):
+    from analysis.collapse import diagnose_source
+    from analysis.source import open_source, split_images
+    from tests.analysis.conftest import make_run
+    from trainer.data.datasets import normalize
+
+    run_dir, method = make_run(tmp_path)
+    src = open_source(run_dir)
+    rep = diagnose_source(src)
+    x = normalize(split_images(src, "val")[0])
+    with torch.no_grad():
+        pt = dino_probs(method.teacher([x])[0][0], method.teacher_temp(0), method.center)
+        ps = dino_probs(method.student([x])[0][0], method.cfg.dino.student_temp)
+    ref = prob_stats(pt, ps)
+    assert rep.checkpoint.values["dino/log_k"] == pytest.approx(math.log(64))
+    assert rep.checkpoint.values["dino/teacher_entropy"] == pytest.approx(ref.teacher_entropy, rel=1e-5)
+    assert rep.checkpoint.values["dino/kl_teacher_student"] == pytest.approx(ref.kl_teacher_student, rel=1e-4)
+    assert rep.features.n == 60 and rep.run is not None and rep.run.label == "unknown"  # nothing logged

@@ -65,3 +65,19 @@ def test_subsample_tracks_rows_and_labels():
         embed(np.full((10, 3), np.nan), method="pca")
     tiny = umap_embedding(x[:5], y[:5])  # too few points for UMAP: PCA, said so
     assert tiny.method == "pca" and "fallback" in tiny.params
+
+
+def test_source_embedding_is_cached(tmp_path, monkeypatch):
+    from analysis import embedding
+    from analysis.embedding import source_embedding
+    from analysis.source import open_source, split_images
+    from tests.analysis.conftest import make_run
+
+    run_dir, _ = make_run(tmp_path)
+    src = open_source(run_dir)
+    e = source_embedding(src, "train", "pca", max_points=50)
+    assert len(e.indices) == 50 and (e.indices == np.arange(50)).all()
+    np.testing.assert_array_equal(e.labels, split_images(src, "train", 50)[1])
+    monkeypatch.setattr(embedding, "embed", lambda *a, **k: pytest.fail("recomputed"))
+    again = source_embedding(open_source(run_dir), "train", "pca", max_points=50)
+    np.testing.assert_array_equal(again.coords, e.coords)
