@@ -271,31 +271,42 @@ def attention_grid_figure(image: np.ndarray | None, maps: np.ndarray, *, mean_ma
     return image_grid_figure(panels, cols=cols, title=title)
 
 
+# Probe arrays in display order with their row titles; other keys follow in the method's order.
+PROBE_ROWS = {"images": "image", "attn": "[CLS] attention, mean of heads", "masked": "MAE input (masked)",
+              "reconstruction": "reconstruction", "reconstruction_pasted": "reconstruction + visible",
+              "context_mask": "I-JEPA context", "target_masks": "targets", "pred_cosine": "cos(pred, target)"}
+# Keys that repeat another row: the probe images again, MAE's mask (shown by ``masked``).
+_PROBE_DUPLICATES = {"original": "images", "mask": "masked"}
+
+
 def probe_figure(arrays: dict[str, np.ndarray], *, max_images: int = 8) -> tuple[go.Figure | None, list[str]]:
     """The probe batch of one step as a grid: one row per kind of array the method saved (the
-    images, mean attention over them, reconstructions, similarity maps...), one column per
-    probe image. Known layouts: (P, S, S, 3) images, (P, heads, h, w) or (P, h, w) maps.
-    Returns the figure (None if nothing is drawable) and the keys it skipped."""
-    images = arrays.get("images")
+    images, mean attention over them, reconstructions, context and targets, similarity maps),
+    one column per probe image. Layouts: (P, S, S, 3) images; (P, h, w) maps; (P, n, h, w)
+    stacks (heads, target blocks), averaged over n. Returns the figure (None if nothing is
+    drawable) and the keys it skipped."""
+    images = arrays.get("images", arrays.get("original"))
     base = np.asarray(images) if images is not None and np.asarray(images).ndim == 4 else None
     rows: list[tuple[str, str, np.ndarray]] = []  # (key, kind, array)
     skipped = []
-    for key, a in arrays.items():
-        a = np.asarray(a)
+    order = list(PROBE_ROWS) + [k for k in arrays if k not in PROBE_ROWS]
+    for key in order:
+        if key not in arrays or _PROBE_DUPLICATES.get(key) in arrays:
+            continue
+        a = np.asarray(arrays[key])
         if a.ndim == 4 and a.shape[-1] == 3:
             rows.append((key, "image", a))
         elif a.ndim in (3, 4) and a.dtype.kind in "fiub" and key != "embeddings":
-            rows.append((key, "map", a.mean(axis=1) if a.ndim == 4 else a))  # heads averaged
+            rows.append((key, "map", a.astype(np.float64).mean(axis=1) if a.ndim == 4 else a))
         else:
             skipped.append(key)
     if not rows:
         return None, skipped
-    rows.sort(key=lambda r: r[0] != "images")  # original images first, then the method's order
     n = min(max_images, min(len(a) for _, _, a in rows))
     panels: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
     for key, kind, a in rows:
         for i in range(n):
-            title = key if i == 0 else ""
+            title = PROBE_ROWS.get(key, key) if i == 0 else ""
             if kind == "image":
                 panels.append((title, _to_uint8(a[i]), None))
             else:

@@ -165,6 +165,8 @@ def render() -> None:
         return
     ids = [r["run_id"] for r in all_runs]
     running = [r["run_id"] for r in all_runs if r.get("status") == "running"]
+    for gone in [r for r in st.session_state.get(session.SELECTED_KEY, []) if r not in ids]:
+        st.warning(f"Run '{gone}' is gone from `{root}` (deleted or moved); pick another run.")
     default = session.remembered_selection(ids, fallback=0) or running[:4] or ids[:1]
     picked = st.multiselect("Runs", ids, default=default, key="live_runs", placeholder="pick runs to watch")
     session.remember_selection(picked)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.dashboard.fixture_runs import train_store
 from tests.dashboard.synthetic import write_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -14,7 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def synthetic_store(tmp_path_factory) -> Path:
+    """Hand-made curves with known values (RunWriter), no checkpoints."""
     return write_store(tmp_path_factory.mktemp("synthetic") / "runs")
+
+
+@pytest.fixture(scope="session")
+def real_store(tmp_path_factory) -> Path:
+    """Real short runs: dino, mae, ijepa and the 4-arm group 'cs' (checkpoints, probes)."""
+    return train_store(tmp_path_factory.mktemp("real") / "runs", steps=10, arm_steps=6)
 
 
 def page_app(page: str, root: Path, monkeypatch, timeout: float = 60) -> AppTest:
@@ -35,6 +43,17 @@ def plotly_specs(at: AppTest) -> dict[str, dict]:
 
     out = {}
     for el in at.get("plotly_chart"):
-        proto = el.proto
-        out[proto.id or str(len(out))] = json.loads(proto.spec)
+        key = el.proto.id.split("-", 2)[-1]  # ids read "$$ID-<hash>-<user key>"
+        out[key] = json.loads(el.proto.spec)
     return out
+
+
+def plotly_array(value) -> "np.ndarray":
+    """A trace's x or y from a figure spec: a list, or plotly's base64 typed array."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)

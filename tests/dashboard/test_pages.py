@@ -1,0 +1,139 @@
+"""One AppTest per page on a store of real short training runs: no exception, and the key
+elements present; plus the bad inputs (empty runs dir, deleted run, corrupt probe)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import charts
+from tests.dashboard.conftest import REPO, no_exception, page_app, plotly_array, plotly_specs
+from trainer.store import read_metric
+
+pytestmark = pytest.mark.slow  # the session fixture trains seven tiny runs
+
+
+def test_runs_page_lists_every_run_with_its_group_and_status(real_store, monkeypatch):
+    at = page_app("runs", real_store, monkeypatch).run()
+    no_exception(at)
+    df = at.dataframe[0].value
+    assert sorted(df["run"]) == sorted(["dino", "mae", "ijepa", "cs-both", "cs-centering-only",
+                                        "cs-sharpening-only", "cs-neither"])
+    assert set(df.loc[df["group"] == "cs", "method"]) == {"dino"}
+    assert set(df["status"]) == {"finished"}
+    assert (df["step"] == df["steps"]).all()
+    assert df.loc[df["run"] == "dino", "diagnosis"].iloc[0] != ""
+    assert [b.label for b in at.button][:3] == ["Watch live", "Compare", "Stop"]
+
+
+def test_live_page_shows_the_collapse_panel_with_ln_k_and_the_probe(real_store, monkeypatch):
+    at = page_app("live", real_store, monkeypatch)
+    at.session_state["selected_runs"] = ["dino"]
+    at.run()
+    no_exception(at)
+    figs = plotly_specs(at)
+    collapse = figs["collapse_panel"]
+    hlines = {round(s["y0"], 6) for s in collapse["layout"]["shapes"]}
+    assert round(math.log(32), 6) in hlines and 0.0 in hlines
+    entropy = [t for t in collapse["data"] if t.get("xaxis", "x") == "x" and t.get("opacity") != 0.25]
+    steps, values = read_metric(real_store / "dino", "dino/teacher_entropy")
+    assert len(entropy) == 1 and len(steps) >= 4
+    np.testing.assert_array_equal(plotly_array(entropy[0]["x"]), steps)
+    np.testing.assert_allclose(plotly_array(entropy[0]["y"]), charts.smooth_ema(values, 0.6))
+    assert "chart_train/loss" in figs and "chart_opt/lr" in figs
+    titles = [a["text"] for a in figs["probe_fig"]["layout"]["annotations"] if a["text"]]
+    assert titles == ["image", "[CLS] attention, mean of heads"]
+    assert any("**dino** (finished) step 10," in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("run, rows", [("mae", ["image", "MAE input (masked)", "reconstruction",
+                                                  "reconstruction + visible"]),
+                                        ("ijepa", ["image", "I-JEPA context", "targets", "cos(pred, target)"])])
+def test_live_page_probe_rows_of_mae_and_ijepa(real_store, monkeypatch, run, rows):
+    at = page_app("live", real_store, monkeypatch)
+    at.session_state["selected_runs"] = [run]
+    at.run()
+    no_exception(at)
+    figs = plotly_specs(at)
+    assert "collapse_panel" not in figs  # no DINO stats in these runs
+    assert [a["text"] for a in figs["probe_fig"]["layout"]["annotations"] if a["text"]] == rows
+
+
+def test_compare_page_draws_the_collapse_study_one_curve_per_arm(real_store, monkeypatch):
+    at = page_app("compare", real_store, monkeypatch).run()
+    no_exception(at)
+    study = plotly_specs(at)["collapse_study"]
+    arms = sorted(t["name"] for t in study["data"] if t.get("xaxis", "x") == "x" and t.get("opacity") != 0.25)
+    assert arms == sorted(["centering, sharpening", "centering, no sharpening", "no centering, sharpening",
+                           "no centering, no sharpening"])
+    table = at.dataframe[0].value
+    assert len(table) == 4 and table["k-NN"].between(0, 1).all()
+    assert len(at.get("download_button")) == 3
+
+
+def test_guide_page_has_a_formula_per_documented_metric(real_store, monkeypatch):
+    from dashboard.glossary import DOCS, METHODS
+
+    at = page_app("guide", real_store, monkeypatch).run()
+    no_exception(at)
+    assert len(at.latex) == len(METHODS) + sum(1 for d in DOCS.values() if d.formula)
+    assert "dino-teacher-entropy" in {h.proto.anchor for h in at.subheader}
+
+
+def test_welcome_page_offers_the_demo(tmp_path, monkeypatch):
+    at = page_app("first_start", tmp_path / "empty", monkeypatch).run()
+    no_exception(at)
+    assert at.button(key="welcome_demo").label == "Start the demo"
+
+
+@pytest.mark.parametrize("page", ["runs", "live", "compare"])
+def test_empty_runs_directory_says_so(tmp_path, monkeypatch, page):
+    at = page_app(page, tmp_path / "nothing-here", monkeypatch).run()
+    no_exception(at)
+    assert any("No runs in" in i.value for i in at.info)
+
+
+def test_app_opens_on_welcome_without_runs_and_on_runs_with_them(real_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("SSLSCOPE_RUNS", str(tmp_path / "none"))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    no_exception(at)
+    assert at.title[0].value == "Welcome to SSLScope"
+    monkeypatch.setenv("SSLSCOPE_RUNS", str(real_store))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    no_exception(at)
+    assert at.title[0].value == "Runs"
+    assert at.sidebar.text_input[0].value == str(real_store)
+
+
+def test_runs_directory_that_is_a_file_is_refused_in_the_sidebar(tmp_path, monkeypatch):
+    bad = tmp_path / "file.txt"
+    bad.write_text("x")
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("SSLSCOPE_RUNS", str(bad))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    no_exception(at)
+    assert "is a file, not a folder" in at.sidebar.error[0].value
+
+
+def test_run_deleted_while_open_and_corrupt_probe_give_messages(real_store, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(real_store / "dino", root / "dino")
+    shutil.copytree(real_store / "mae", root / "mae")
+    at = page_app("live", root, monkeypatch)
+    at.session_state["selected_runs"] = ["dino", "mae"]
+    at.run()
+    no_exception(at)
+    last = max(int(p.stem.split("_")[1]) for p in (root / "mae" / "probes").glob("step_*.npz"))
+    (root / "mae" / "probes" / f"step_{last}.npz").write_bytes(b"not a zip")
+    at.selectbox(key="probe_run").set_value("mae")
+    shutil.rmtree(root / "dino")
+    at.run()
+    no_exception(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Run 'dino' is gone" in warnings
+    assert "unreadable" in warnings
