@@ -97,7 +97,7 @@ def do_umap(source, out: Path, args) -> list[Path]:
 
 
 def do_attention(source, out: Path, args) -> list[Path]:
-    from analysis.attention import attention_jaccard, attention_rollout, attention_maps, last_layer_attention, mass_mask
+    from analysis.attention import attention_jaccard, attention_maps, attention_rollout, last_layer_attention, mass_mask
     from analysis.report import image_grid, overlay, write_csv
 
     if source.vit.cls_token is None:
@@ -157,8 +157,9 @@ def do_jepa(source, out: Path, args) -> list[Path]:
     blocks = [overlay(overlay(im, c, (60, 120, 255)), t.any(0), (255, 200, 0))
               for im, c, t in zip(p.original, p.context_mask, p.target_masks)]
     print(f"I-JEPA predicted-to-target cosine: {p.mean_cosine:.3f} (loss {p.loss:.4f})")
+    cos_maps = [np.nan_to_num(c, nan=0.0) for c in p.pred_cosine]
     return [image_grid(out / "jepa.png", {"image": list(p.original), "context (blue) / targets (yellow)": blocks,
-                                          "cosine per target patch": [np.nan_to_num(c, nan=0.0) for c in p.pred_cosine]},
+                                          "cosine per target patch": cos_maps},
                        cmaps={"cosine per target patch": "viridis"},
                        title=f"{source.name}: mean cosine {p.mean_cosine:.3f}"),
             write_csv(out / "jepa.csv", ["image", "block", "cosine"],
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     whats = [w.strip() for w in args.what.split(",") if w.strip()]
     bad = [w for w in whats if w not in WHATS]
     if bad or not whats:
-        print(f"error: --what {','.join(bad) or '(empty)'} is not known; choose from: {', '.join(WHATS)}", file=sys.stderr)
+        print(f"error: --what {','.join(bad) or '(empty)'} is not known; choose from: {', '.join(WHATS)}",
+              file=sys.stderr)
         return 2
     from analysis.source import SourceError, open_source
     from trainer.config import ConfigError

@@ -67,7 +67,8 @@ def read_weights(path: Path | str) -> dict[str, Any]:
         try:
             return dict(load_file(str(p)))
         except Exception as e:  # noqa: BLE001 - safetensors raises several types on bad files
-            raise CheckpointError(f"'{p}' is not a readable safetensors file ({str(e)[:120]}); re-download it") from None
+            raise CheckpointError(f"'{p}' is not a readable safetensors file ({str(e)[:120]}); "
+                                  "re-download it") from None
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -239,12 +240,14 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
         except RuntimeError as e:
             raise CheckpointError(f"timm has no model '{model_name}' ({e}); see timm.list_models('vit*')") from None
         if not isinstance(vit, VisionTransformer):
-            raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; analysis needs a timm VisionTransformer")
+            raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; "
+                                  "analysis needs a timm VisionTransformer")
     else:
         vit = VisionTransformer(**infer_vit_kwargs(sd, num_heads))
     sd = checkpoint_filter_fn(sd, vit, adapt_layer_scale=True)
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"'{p}' (backbone under '{prefix}') does not fit the {'timm model ' + model_name if model_name else 'inferred ViT'}: "
+        built = f"timm model {model_name}" if model_name else "inferred ViT"
+        raise CheckpointError(f"'{p}' (backbone under '{prefix}') does not fit the {built}: "
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}; try model_name= or num_heads=")
     return LoadedBackbone(vit.eval(), str(p), _layout(flat, prefix, model_name), prefix, parts, ignored)

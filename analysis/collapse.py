@@ -18,9 +18,9 @@ the dashboard shows for a checkpoint are the same maths as the curves logged whi
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -103,7 +103,8 @@ def _open_run(run_dir: Path, step: int | None, part: str | None, data: Data | No
                   run_dir, ck.step, cfg.run.method, cfg)
 
 
-def split_images(source: Source, split: str, max_images: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+def split_images(source: Source, split: str,
+                 max_images: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """uint8 images (N, S, S, 3), labels (N,), object masks (N, S, S) or None, class names of
     ``split`` of the source's data; the first ``max_images`` (0 = all)."""
     from trainer.data.datasets import DataError, build_dataset

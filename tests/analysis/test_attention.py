@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attention import (attention_jaccard, attention_maps, attention_rollout, high_norm_tokens, jaccard,
-                                last_layer_attention, mass_mask, token_norms, upsample)
+from analysis.attention import (
+    attention_jaccard,
+    attention_maps,
+    attention_rollout,
+    high_norm_tokens,
+    jaccard,
+    last_layer_attention,
+    mass_mask,
+    token_norms,
+    upsample,
+)
 from tests.analysis.conftest import tiny_vit
 
 

@@ -121,8 +121,10 @@ def test_mae_encoder_only_and_with_decoder(tmp_path):
 def test_ijepa_encoder_target_encoder_predictor(tmp_path):
     kw = dict(class_token=False, global_pool="avg", fc_norm=False)  # I-JEPA: no [CLS], final norm
     enc, target = _vit(0, **kw), _vit(1, **kw)
-    ck = {"encoder": _prefixed(enc.state_dict(), "module."), "target_encoder": _prefixed(target.state_dict(), "module."),
-          "predictor": {"module.predictor_embed.weight": torch.randn(32, 128), "module.mask_token": torch.zeros(1, 1, 32)},
+    ck = {"encoder": _prefixed(enc.state_dict(), "module."),
+          "target_encoder": _prefixed(target.state_dict(), "module."),
+          "predictor": {"module.predictor_embed.weight": torch.randn(32, 128),
+                        "module.mask_token": torch.zeros(1, 1, 32)},
           "epoch": 1, "lr": 0.001}
     torch.save(ck, tmp_path / "IN1K-vit.h.14-300e.pth.tar")
     out = load_backbone(tmp_path / "IN1K-vit.h.14-300e.pth.tar")

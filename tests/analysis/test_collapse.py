@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.collapse import (diagnose, diagnose_features, dino_probs, feature_stats, mean_cosine,
-                               per_dim_variance, prob_stats, rankme, singular_spectrum, std_l2)
+from analysis.collapse import (
+    diagnose,
+    diagnose_features,
+    dino_probs,
+    feature_stats,
+    mean_cosine,
+    per_dim_variance,
+    prob_stats,
+    rankme,
+    singular_spectrum,
+    std_l2,
+)
 
 
 def test_rankme_identity_and_rank_one():
@@ -102,10 +112,9 @@ def test_diagnose_from_logged_values_and_unknown():
 
 
 def test_diagnose_run_reads_last_logged_values(tmp_path):
+    from analysis.collapse import diagnose_run
     from trainer.config import Config
     from trainer.store import RunWriter
-
-    from analysis.collapse import diagnose_run
 
     w = RunWriter.create(tmp_path, "r1", Config().to_dict(), "dino")
     log_k = math.log(64)
