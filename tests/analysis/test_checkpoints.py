@@ -184,3 +184,20 @@ def test_bad_files_give_one_line_errors(tmp_path):
     save_file({"fc.weight": torch.zeros(2, 2)}, tmp_path / "mlp.safetensors")
     with pytest.raises(CheckpointError, match="holds no ViT backbone"):
         load_backbone(tmp_path / "mlp.safetensors")
+
+
+def test_sslscope_checkpoint_uses_its_run_config(tmp_path):
+    from tests.analysis.conftest import make_run
+
+    run_dir, method = make_run(tmp_path, "mae", **{"model.reg_tokens": 2})
+    out = load_backbone(run_dir / "checkpoints" / "step_0.safetensors")
+    assert out.layout == "sslscope" and out.prefix == "encoder."
+    _assert_same(method.encoder(), out.vit)
+    # without the run around it, the same file is read by its keys (heads from num_heads)
+    import shutil
+
+    lone = tmp_path / "lone.safetensors"
+    shutil.copy(run_dir / "checkpoints" / "step_0.safetensors", lone)
+    alone = load_backbone(lone, num_heads=2)
+    assert alone.prefix == "encoder." and alone.vit.num_reg_tokens == 2
+    _assert_same(method.encoder(), alone.vit)
