@@ -86,11 +86,13 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resu
 
     train_ds = build_dataset(cfg.data, "train", r.seed)
     val_ds = build_dataset(cfg.data, "val", r.seed)
-    loader = build_loader(cfg, method.views(), "train", start_step=start, rank=rt.rank, world_size=rt.world_size)
+    loader = build_loader(cfg, method.views(), "train", start_step=start, rank=rt.rank, world_size=rt.world_size,
+                          dataset=train_ds)
     bank_idx = np.random.default_rng(r.seed).permutation(len(train_ds))[:KNN_BANK_MAX]
     bank_images, bank_labels = eval_tensor(train_ds)[bank_idx], torch.as_tensor(train_ds.labels[bank_idx])
     val_images, val_labels = eval_tensor(val_ds), torch.as_tensor(val_ds.labels)
-    probe_images = val_images[: r.probe_size].to(rt.device)
+    probe_ds = val_ds if len(val_ds) else train_ds  # a user folder may have no validation images
+    probe_images = eval_tensor(probe_ds)[: r.probe_size].to(rt.device)
     images_per_step = cfg.data.batch_size * rt.world_size
 
     def epoch(step: int) -> float:
@@ -101,7 +103,7 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resu
             return
         knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device, r.knn_k, r.knn_temp)
         arrays, pstats = method.probe(probe_images)
-        arrays["images"] = val_ds.images[: r.probe_size]
+        arrays["images"] = probe_ds.images[: r.probe_size]
         writer.save_probe(step, arrays)
         writer.log_scalars(step, epoch(step), {"eval/knn_top1": knn, **pstats})
 
@@ -121,9 +123,9 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resu
         for it in range(start, o.steps):
             batch = next(loader).to(rt.device)
             for group in opt.param_groups:
-                group["lr"] = lr_schedule[it]
+                group["lr"] = float(lr_schedule[it])
                 if group.get("decay", True):
-                    group["weight_decay"] = wd_schedule[it]
+                    group["weight_decay"] = float(wd_schedule[it])
             with rt.autocast():
                 out = model(batch, it)
             loss = out.loss
@@ -143,7 +145,7 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resu
                 now = time.perf_counter()
                 stats = {k: float(v) for k, v in out.stats.items()}
                 stats.update({
-                    "train/loss": float(loss), "opt/lr": float(lr_schedule[it]), "opt/wd": float(wd_schedule[it]),
+                    "train/loss": loss.item(), "opt/lr": float(lr_schedule[it]), "opt/wd": float(wd_schedule[it]),
                     "grad/norm": float(grad_norm), "perf/images_per_s": (step - n_last) * images_per_step / (now - t_last),
                 })
                 if hasattr(method, "ema_momentum"):

@@ -106,7 +106,8 @@ class RunWriter:
 
     def log_scalars(self, step: int, epoch: float, values: dict[str, float]) -> None:
         now = time.time()
-        rows = [(step, epoch, now, k, float(v)) for k, v in values.items()]
+        # NaN means "not measured" (e.g. k-NN without labels); SQLite would store it as NULL
+        rows = [(step, epoch, now, k, float(v)) for k, v in values.items() if float(v) == float(v)]
         with self._db:  # one transaction: a reader sees all of a step's rows or none
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO scalars VALUES (?,?,?,?,?)", rows)
