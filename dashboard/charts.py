@@ -223,10 +223,11 @@ def _upsampled_heat_trace(heat: np.ndarray, size: int, opacity: float, scale: st
 
 
 def image_grid_figure(panels: Sequence[tuple[str, np.ndarray | None, np.ndarray | None]], *, cols: int = 4,
-                      overlay_opacity: float = 0.6, title: str = "", panel_px: int = 170) -> go.Figure:
+                      overlay_opacity: float = 0.6, title: str = "", panel_px: int = 170,
+                      heat_scale: str = HEAT_SCALE, signed: bool = False) -> go.Figure:
     """A grid of images and/or heat maps. Each panel is (title, image (S, S, 3) uint8 or None,
     heat (h, w) or None); a heat map over an image is drawn semi-transparent on its pixel grid,
-    a heat map alone fills the panel."""
+    a heat map alone fills the panel. ``signed``: a diverging scale centred on 0 (attributions)."""
     n = max(len(panels), 1)
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
@@ -238,10 +239,14 @@ def image_grid_figure(panels: Sequence[tuple[str, np.ndarray | None, np.ndarray 
             fig.add_trace(go.Image(z=np.asarray(image), hoverinfo="skip"), row=r + 1, col=c + 1)
         if heat is not None:
             heat = np.asarray(heat, dtype=np.float64)
+            lim = float(np.nanmax(np.abs(heat))) if signed and np.isfinite(heat).any() else None
+            zmin, zmax = (-lim, lim) if lim else (None, None)
             if image is not None:
-                trace = _upsampled_heat_trace(heat, np.asarray(image).shape[0], overlay_opacity)
+                trace = _upsampled_heat_trace(heat, np.asarray(image).shape[0], overlay_opacity, heat_scale,
+                                              zmin=zmin, zmax=zmax)
             else:
-                trace = go.Heatmap(z=heat, colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip")
+                trace = go.Heatmap(z=heat, colorscale=heat_scale, showscale=False, hoverinfo="skip",
+                                   zmin=zmin, zmax=zmax)
             fig.add_trace(trace, row=r + 1, col=c + 1)
             if image is None:
                 fig.update_yaxes(autorange="reversed", row=r + 1, col=c + 1)

@@ -41,6 +41,10 @@ def remember_selection(run_ids: list[str]) -> None:
 
 
 def remembered_selection(available: list[str], fallback: int = 1) -> list[str]:
-    """Runs picked earlier in this session that still exist, else the newest ``fallback``."""
-    kept = [r for r in st.session_state.get(SELECTED_KEY, []) if r in available]
+    """Runs picked earlier in this session that still exist, else those named in the URL
+    (``?run=a&run=b``: links to a page with its runs open), else the newest ``fallback``."""
+    if SELECTED_KEY in st.session_state:
+        kept = [r for r in st.session_state[SELECTED_KEY] if r in available]
+    else:
+        kept = [r for r in st.query_params.get_all("run") if r in available]
     return kept or available[:fallback]

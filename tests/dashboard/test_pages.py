@@ -137,3 +137,86 @@ def test_run_deleted_while_open_and_corrupt_probe_give_messages(real_store, tmp_
     warnings = " ".join(w.value for w in at.warning)
     assert "Run 'dino' is gone" in warnings
     assert "unreadable" in warnings
+
+
+def _inspect(root, monkeypatch, run: str, tab: str) -> AppTest:
+    at = page_app("inspect", root, monkeypatch, timeout=300)
+    at.session_state["selected_runs"] = [run]
+    at.session_state["tab"] = tab
+    return at.run()
+
+
+def test_inspect_embeddings_tab_draws_the_umap_coloured_by_class(real_store, monkeypatch):
+    at = _inspect(real_store, monkeypatch, "dino", "Embeddings")
+    no_exception(at)
+    fig = plotly_specs(at)["embedding"]
+    assert fig["layout"]["title"]["text"].startswith("UMAP of 128 cls features")
+    names = [t["name"] for t in fig["data"]]
+    assert len(names) > 1 and "disc" in names
+    assert sum(len(plotly_array(t["customdata"])) for t in fig["data"]) == 128
+
+
+def test_inspect_attention_tab_draws_the_per_head_grid_and_jaccard(real_store, monkeypatch):
+    at = _inspect(real_store, monkeypatch, "dino", "Attention")
+    no_exception(at)
+    grid = plotly_specs(at)["attention_grid"]
+    titles = [a["text"] for a in grid["layout"]["annotations"]]
+    assert titles == ["image", "mean over heads", "kept mass mask", "head 0", "head 1"]
+    jac = float(at.metric[0].value)
+    assert 0.0 <= jac <= 1.0
+
+
+@pytest.mark.parametrize("run, tab, key", [("mae", "Reconstructions", "reconstructions"),
+                                           ("ijepa", "Predictions", "predictions"),
+                                           ("dino", "Attribution", "attribution"), ("dino", "Scores", "scores")])
+def test_inspect_tabs_of_each_method(real_store, monkeypatch, run, tab, key):
+    at = _inspect(real_store, monkeypatch, run, tab)
+    no_exception(at)
+    assert not at.error
+    assert key in plotly_specs(at)
+
+
+def test_inspect_refuses_mismatched_method_and_corrupt_checkpoint(real_store, tmp_path, monkeypatch):
+    at = _inspect(real_store, monkeypatch, "mae", "Predictions")
+    no_exception(at)
+    assert "need an I-JEPA run" in at.info[0].value
+    root = tmp_path / "runs"
+    shutil.copytree(real_store / "dino", root / "dino")
+    for ck in (root / "dino" / "checkpoints").glob("*.safetensors"):
+        ck.write_bytes(b"\0" * 64)
+    at = _inspect(root, monkeypatch, "dino", "Attention")
+    no_exception(at)
+    assert "corrupt" in at.error[0].value
+
+
+def test_inspect_unreadable_upload_and_missing_weights_file(real_store, tmp_path, monkeypatch):
+    at = page_app("inspect", real_store, monkeypatch, timeout=300)
+    at.session_state["insp_mode"] = "a weights file"
+    at.session_state["insp_path"] = str(tmp_path / "missing.pth")
+    at.run()
+    no_exception(at)
+    assert "missing.pth" in at.error[0].value
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    at.text_input(key="insp_path").set_value(str(junk)).run()
+    no_exception(at)
+    assert at.error and "junk.pth" in at.error[0].value
+
+
+def test_unreadable_picture_upload_is_refused():
+    from dashboard import models
+
+    with pytest.raises(models.InspectError, match="not a readable image"):
+        models.uploaded_image(b"\x89PNG broken", 32)
+    img = models.uploaded_image(_png(40, 20), 32)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+
+
+def _png(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
