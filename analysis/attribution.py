@@ -14,6 +14,7 @@ The scalar, per image and class c (captum's ``target``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.knn import KNN_K, KNN_TEMP
+
+if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
+    from analysis.source import Source
 
 METHODS = ("integrated_gradients", "occlusion")
 
@@ -146,7 +150,7 @@ def occlusion(score: nn.Module, images: torch.Tensor, target: torch.Tensor, patc
 SCORES = ("prototype", "knn")
 
 
-def source_score(source, score: str = "prototype", k: int = KNN_K, T: float = KNN_TEMP,
+def source_score(source: Source, score: str = "prototype", k: int = KNN_K, T: float = KNN_TEMP,
                  max_bank: int = 0) -> nn.Module:
     """The scalar-producing module for an ``analysis.source.Source``: prototypes or the k-NN
     bank come from the [CLS] features of its train split (first ``max_bank``, 0 = all)."""
@@ -164,7 +168,7 @@ def source_score(source, score: str = "prototype", k: int = KNN_K, T: float = KN
     return KnnScore(source.vit, torch.from_numpy(feats.cls[keep]), torch.from_numpy(feats.labels[keep]), c, k, T)
 
 
-def attribute_source(source, n_images: int = 8, method: str = "integrated_gradients", score: str = "prototype",
+def attribute_source(source: Source, n_images: int = 8, method: str = "integrated_gradients", score: str = "prototype",
                      split: str = "val", **kwargs) -> tuple[np.ndarray, np.ndarray, Attribution]:
     """Attributions for the first ``n_images`` of ``split``, each for its true class (its
     best-scoring class where unlabelled). Returns uint8 images (n, S, S, 3), labels and the

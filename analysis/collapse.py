@@ -21,11 +21,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from trainer.methods import stats as online
+
+if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
+    from analysis.source import Source
 
 # Thresholds of diagnose(), as fractions of ln K or of min(N, D). Chosen from the DINO paper's
 # Fig. 7 and the trainer's ablation figures (issue 2): a collapsed uniform run sat at 0.998 ln K
@@ -286,7 +290,7 @@ def dino_output_probs(method: torch.nn.Module, images: torch.Tensor, step: int,
     return torch.cat(pt), torch.cat(ps)
 
 
-def diagnose_source(source, max_images: int = 512) -> DiagnosisReport:
+def diagnose_source(source: Source, max_images: int = 512) -> DiagnosisReport:
     """``diagnose`` an ``analysis.source.Source`` on the [CLS] features of its val split (and,
     for a DINO run, its teacher and student outputs), and its run on its logged scalars."""
     from analysis.features import split_features

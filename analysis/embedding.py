@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
+    from analysis.source import Source
 
 METHODS = ("umap", "pca")
 
@@ -127,7 +130,7 @@ def embed(feats: np.ndarray | torch.Tensor, labels: np.ndarray | None = None, me
     raise ValueError(f"embedding method '{method}' is not known; choose one of: {', '.join(METHODS)}")
 
 
-def source_embedding(source, split: str = "train", method: str = "umap", feature: str = "cls",
+def source_embedding(source: Source, split: str = "train", method: str = "umap", feature: str = "cls",
                      max_points: int = 5000, seed: int = 0) -> Embedding:
     """Cached 2-D embedding of the features of the first ``max_points`` images of ``split`` of
     an ``analysis.source.Source``; ``indices`` are rows of that split (for thumbnails:

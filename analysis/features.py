@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from timm.models.vision_transformer import VisionTransformer
 
 from trainer.data.datasets import normalize
 from trainer.models.backbone import num_prefix
+
+if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
+    from analysis.source import Source
 
 FEATURE_KINDS = ("cls", "pooled")
 
@@ -92,7 +96,7 @@ def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
     return x.reshape(x.shape[0], -1).numpy()
 
 
-def split_features(source, split: str, max_images: int = 0, baseline: str | None = None,
+def split_features(source: Source, split: str, max_images: int = 0, baseline: str | None = None,
                    batch_size: int = 256) -> Features:
     """Cached features of the first ``max_images`` (0 = all) of ``split`` of an
     ``analysis.source.Source``'s data. ``baseline="random_init"`` uses the same architecture

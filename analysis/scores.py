@@ -7,12 +7,16 @@ features already separate simple classes well above chance.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from analysis.features import Features, pixel_features, split_features
 from analysis.knn import KNN_K, KNN_TEMP, confusion_matrix, weighted_knn_predict
+
+if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
+    from analysis.source import Source
 
 
 def knn_eval(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -74,7 +78,7 @@ def score_features(train: Features, val: Features, classes: list[str], k: int = 
     return knn, lin, cm
 
 
-def score_source(source, k: int = KNN_K, T: float = KNN_TEMP, feature: str = "cls", linear: bool = True,
+def score_source(source: Source, k: int = KNN_K, T: float = KNN_TEMP, feature: str = "cls", linear: bool = True,
                  max_train: int = 0, max_val: int = 0) -> ScoreReport:
     """k-NN and linear-probe scores of an ``analysis.source.Source`` on its data (train split
     as the bank, val split as queries), with random-init and pixel references. Cached."""
