@@ -20,7 +20,13 @@ from plotly.subplots import make_subplots
 
 # 10 distinct colours first (Plotly's), then more; a run keeps its colour on every page.
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly) + tuple(qualitative.Dark24)
-_TEMPLATE = "plotly_white"
+# A small white template: naming "plotly_white" instead costs a deep copy of plotly's whole
+# template per figure (tens of ms each, most of a Live refresh); in the app Streamlit's
+# theme styles the charts anyway.
+_TEMPLATE = go.layout.Template(layout=dict(
+    paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#31333F"), colorway=list(qualitative.Plotly),
+    xaxis=dict(gridcolor="#EBEBEB", zerolinecolor="#EBEBEB", linecolor="#D0D0D0"),
+    yaxis=dict(gridcolor="#EBEBEB", zerolinecolor="#EBEBEB", linecolor="#D0D0D0")))
 HEAT_SCALE = "Inferno"
 
 
@@ -97,21 +103,23 @@ def _add_curve(fig: go.Figure, c: Curve, smoothing: float, row: int | None = Non
                              name=c.label, legendgroup=c.label, showlegend=show_legend), **where)
 
 
-def curves_figure(curves: Sequence[Curve], *, title: str, y_title: str = "", x_title: str = "step",
-                  smoothing: float = 0.0, log_y: bool = False, hlines: Sequence[tuple[float, str]] = (),
-                  height: int = 300, legend: bool = False) -> go.Figure:
-    """One metric, one line per run; ``hlines`` are (y, label) reference lines. Small multiples
-    leave the legend off (``legend=False``): the page shows one colour key for all of them."""
-    fig = go.Figure()
-    for c in curves:
-        _add_curve(fig, c, smoothing, show_legend=legend)
-    for y, label in hlines:
-        fig.add_hline(y=y, line_dash="dash", line_color="grey", annotation_text=label,
-                      annotation_position="top left")
-    fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear")
-    _base_layout(fig, title, height)
-    fig.update_layout(showlegend=legend)
+def family_figure(panels: Sequence[tuple[str, Sequence[Curve]]], *, x_title: str = "step", smoothing: float = 0.0,
+                  log_y: bool = False, cols: int = 3, panel_height: int = 250) -> go.Figure:
+    """Small multiples in one figure: one panel per (title, curves), ``cols`` per row. One
+    figure per metric family keeps a page of twenty curves quick to draw."""
+    n = max(len(panels), 1)
+    rows = math.ceil(n / cols)  # a lone panel keeps its 1/cols width: same size everywhere
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
+                        horizontal_spacing=0.06, vertical_spacing=min(0.25, 0.5 / rows))
+    for i, (_, curves) in enumerate(panels):
+        r, c = divmod(i, cols)
+        for cv in curves:
+            _add_curve(fig, cv, smoothing, r + 1, c + 1, show_legend=False)
+        fig.update_xaxes(title_text=x_title if r == rows - 1 else "", row=r + 1, col=c + 1)
+    fig.update_yaxes(type="log" if log_y else "linear")
+    _base_layout(fig, "", rows * panel_height + 30)
+    fig.update_layout(showlegend=False, hovermode="closest", margin=dict(t=30))
+    fig.update_annotations(font_size=13)
     return fig
 
 
@@ -213,6 +221,19 @@ def selected_indices(selection: dict | None) -> list[int]:
     return sorted(set(out))
 
 
+def image_trace(image: np.ndarray) -> go.Image:
+    """A uint8 (S, S, 3) image as a PNG data URI: the browser decodes it at once, where a pixel
+    array would be converted by plotly.js pixel by pixel (slow for a grid of panels)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return go.Image(source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), hoverinfo="skip")
+
+
 def _upsampled_heat_trace(heat: np.ndarray, size: int, opacity: float, scale: str = HEAT_SCALE,
                           showscale: bool = False, zmin: float | None = None, zmax: float | None = None) -> go.Heatmap:
     """A (h, w) map stretched over an image of ``size`` px: each cell covers size/h pixels."""
@@ -236,7 +257,7 @@ def image_grid_figure(panels: Sequence[tuple[str, np.ndarray | None, np.ndarray 
     for i, (_, image, heat) in enumerate(panels):
         r, c = divmod(i, cols)
         if image is not None:
-            fig.add_trace(go.Image(z=np.asarray(image), hoverinfo="skip"), row=r + 1, col=c + 1)
+            fig.add_trace(image_trace(image), row=r + 1, col=c + 1)
         if heat is not None:
             heat = np.asarray(heat, dtype=np.float64)
             lim = float(np.nanmax(np.abs(heat))) if signed and np.isfinite(heat).any() else None

@@ -146,12 +146,12 @@ def _curves(runs, arms, colors, smoothing: float, x_axis: str, log_y: bool) -> N
     default = [n for n in _DEFAULT_METRICS if n in names] or names[:2]
     picked = st.multiselect("Metrics", names, default=default, key="cmp_metrics")
     st.html(charts.color_key_html({label: colors[label] for label in (i["run_id"] for i, _ in arms)}))
-    cols = st.columns(2)
-    for i, name in enumerate(picked):
-        fig = charts.curves_figure(live.curves(arms, name, colors, x_axis), title=doc(name).title, y_title=name,
-                                   x_title=loaders.X_AXES[x_axis], smoothing=smoothing, log_y=log_y)
-        with cols[i % 2]:
-            st.plotly_chart(fig, key=f"cmp_{name}", config={"displaylogo": False})
+    if picked:
+        panels = [(f"{doc(n).title} <span style='color:#888'>{n}</span>", live.curves(arms, n, colors, x_axis))
+                  for n in picked]
+        fig = charts.family_figure(panels, x_title=loaders.X_AXES[x_axis], smoothing=smoothing, log_y=log_y, cols=2,
+                                   panel_height=300)
+        st.plotly_chart(fig, key="cmp_curves", config={"displaylogo": False})
 
 
 def _curves_csv(runs) -> str:

@@ -66,14 +66,13 @@ def _family(title: str, help_text: str, names: tuple[str, ...], runs, colors, vi
                        "at 0 is uniform collapse; entropy near 0 is one-hot collapse. "
                        + guide_link("dino/teacher_entropy"))
         present = [n for n in present if n not in dict(charts.COLLAPSE_PANELS)]
-    cols = st.columns(3)
-    for i, name in enumerate(present):
-        d = doc(name)
-        fig = charts.curves_figure(curves(runs, name, colors, view.x_axis), title=d.title, y_title=name,
-                                   x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
-                                   log_y=view.log_y, height=260)
-        with cols[i % 3]:
-            st.plotly_chart(fig, key=f"chart_{name}", config={"displaylogo": False})
+    if not present:
+        return
+    panels = [(f"{doc(n).title} <span style='color:#888'>{n}</span>", curves(runs, n, colors, view.x_axis))
+              for n in present]
+    fig = charts.family_figure(panels, x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
+                               log_y=view.log_y)
+    st.plotly_chart(fig, key=f"family_{title}", config={"displaylogo": False})
 
 
 def _status_line(runs) -> None:

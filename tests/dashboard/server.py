@@ -27,11 +27,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(runs_dir: Path, timeout: float = 60) -> Iterator[str]:
-    """The app on http://127.0.0.1:<free port>, reading ``runs_dir``; stopped on exit."""
+def streamlit_server(runs_dir: Path, timeout: float = 60, script: Path | None = None) -> Iterator[str]:
+    """The app (or ``script``) on http://127.0.0.1:<free port>, reading ``runs_dir``; stopped on exit."""
     port = free_port()
     env = {**os.environ, "SSLSCOPE_RUNS": str(runs_dir), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless=true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script or "streamlit_app.py"), "--server.headless=true",
            f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
            "--server.fileWatcherType=none"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -119,3 +119,77 @@ def full_screenshot(page, path: Path, max_height: int = 7000) -> None:
     wait_rendered(page, settle_s=0.3)
     page.screenshot(path=str(path))
     page.set_viewport_size({"width": width, "height": 1000})
+
+
+_WRITER = """
+import signal, sys, time
+from trainer.store import RunWriter
+w = RunWriter.create(sys.argv[1], sys.argv[2], {}, "dino")
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+step = 0
+while not stop:
+    w.log_scalars(step, step / 100, {"train/loss": 2.0 / (1 + step), "dino/teacher_entropy": 3.0,
+                                     "dino/kl_teacher_student": 0.1, "dino/log_k": 3.4657})
+    step += 1
+    time.sleep(float(sys.argv[3]))
+w.set_status("stopped", "stopped by signal SIGTERM")
+w.close()
+"""
+
+
+@contextlib.contextmanager
+def writing_run(root: Path, name: str = "writing", every_s: float = 0.25) -> Iterator[Path]:
+    """A separate process that logs a step every ``every_s`` seconds into ``root/name`` (status
+    running) until the context ends: a trainer as the dashboard sees it."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), name, str(every_s)], cwd=REPO)
+    try:
+        deadline = time.time() + 60
+        while not (root / name / "metrics.sqlite").exists():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the writer process did not start")
+            time.sleep(0.1)
+        yield root / name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def step_written_at(run_dir: Path, step: int) -> float:
+    """Wall time at which the writer committed ``step``."""
+    from trainer.store import read_scalars
+
+    cols, _ = read_scalars(run_dir, names=["train/loss"])
+    return float(cols["wall_time"][cols["step"] == step][0])
+
+
+LIVE_STEP = r"{name} \(running\) step (\d+)"
+
+
+def shown_step(page, name: str = "writing") -> int | None:
+    """The newest step the Live page's status line shows for run ``name``."""
+    import re
+
+    m = re.search(LIVE_STEP.format(name=name), page.locator('[data-testid="stMain"]').inner_text())
+    return int(m.group(1)) if m else None
+
+
+def live_delays(page, run_dir: Path, refreshes: int = 5, timeout_s: float = 60) -> list[float]:
+    """Watch the Live page's status line for ``refreshes`` changes of the shown step; for each,
+    the delay of the oldest step it newly shows: seconds from that step's commit to the page."""
+    delays: list[float] = []
+    last = shown_step(page, run_dir.name)
+    deadline = time.time() + timeout_s
+    while len(delays) < refreshes and time.time() < deadline:
+        now_step = shown_step(page, run_dir.name)
+        now = time.time()
+        if now_step is not None and (last is None or now_step > last):
+            if last is not None:
+                delays.append(now - step_written_at(run_dir, last + 1))
+            last = now_step
+        time.sleep(0.05)
+    return delays

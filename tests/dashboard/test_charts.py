@@ -38,7 +38,7 @@ def test_collapse_figure_draws_ln_k_and_zero_lines_on_the_entropy_panels():
 
 
 def test_smoothing_adds_a_faint_raw_curve_under_each_smoothed_one():
-    fig = charts.curves_figure([_curve("a"), _curve("b")], title="t", smoothing=0.9)
+    fig = charts.family_figure([("loss", [_curve("a"), _curve("b")])], smoothing=0.9)
     assert len(fig.data) == 4
     faint = [t for t in fig.data if t.opacity == 0.25]
     assert [t.name for t in faint] == ["a", "b"]

@@ -44,7 +44,9 @@ def test_live_page_shows_the_collapse_panel_with_ln_k_and_the_probe(real_store, 
     assert len(entropy) == 1 and len(steps) >= 4
     np.testing.assert_array_equal(plotly_array(entropy[0]["x"]), steps)
     np.testing.assert_allclose(plotly_array(entropy[0]["y"]), charts.smooth_ema(values, 0.6))
-    assert "chart_train/loss" in figs and "chart_opt/lr" in figs
+    losses = [a["text"] for a in figs["family_Losses"]["layout"]["annotations"]]
+    assert any("train/loss" in t for t in losses)
+    assert any("opt/lr" in a["text"] for a in figs["family_Schedules"]["layout"]["annotations"])
     titles = [a["text"] for a in figs["probe_fig"]["layout"]["annotations"] if a["text"]]
     assert titles == ["image", "[CLS] attention, mean of heads"]
     assert any("**dino** (finished) step 10," in c.value for c in at.caption)

@@ -1,0 +1,116 @@
+"""Dashboard speed, measured in the browser (Chromium through playwright).
+
+1. Time to a fully rendered page, for each page, with the analysis cached (each page is
+   opened once to warm the caches, then timed ``--repeats`` times): from navigation to the
+   last change of the page (title, no skeleton or stale element, every plotly chart drawn).
+   Printed beside a bare Streamlit page (a title and a caption) in the same browser -- the
+   floor that Streamlit itself costs -- and against the aim of 2 s.
+2. Delay from a metric written to it shown on the Live page, while a separate process writes
+   a step every 0.25 s: for each refresh, seconds from the commit of the oldest newly shown
+   step to the page showing it. Aim: under 3 s.
+
+    python benchmarks/dashboard_speed.py                 # trains a tiny store first (1-2 min)
+    python benchmarks/dashboard_speed.py --runs runs     # or time your own runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.dashboard.server import (browser_page, live_delays, shown_step, streamlit_server,  # noqa: E402
+                                    wait_rendered, writing_run)
+
+PAGE_AIM_S, LIVE_AIM_S = 2.0, 3.0
+_BARE = "import streamlit as st\nst.title('Bare')\nst.sidebar.caption('trained and inspected')\n"
+
+
+def _pages(runs: Path) -> list[tuple[str, str]]:
+    from trainer.store import list_checkpoints, list_runs
+
+    infos = list_runs(runs)
+    dino = next((r["run_id"] for r in infos if r.get("method") == "dino" and list_checkpoints(r["dir"])),
+                infos[0]["run_id"] if infos else "")
+    return [("runs", ""), ("live", f"live?run={dino}"), ("compare", "compare"),
+            ("inspect: embeddings", f"inspect?run={dino}&tab=Embeddings"),
+            ("inspect: attention", f"inspect?run={dino}&tab=Attention"),
+            ("inspect: scores", f"inspect?run={dino}&tab=Scores"), ("guide", "guide")]
+
+
+def time_to_rendered(page, url: str) -> float:
+    """Seconds from navigating to ``url`` to its last change on screen."""
+    page.goto("about:blank")
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    navigated = time.perf_counter() - t0
+    return navigated + wait_rendered(page, timeout_s=120)
+
+
+def measure(url: str, paths: list[tuple[str, str]], repeats: int) -> dict[str, float]:
+    """Median time to a rendered page per (name, path), after one warm-up visit each."""
+    out = {}
+    with browser_page() as page:
+        for name, path in paths:
+            page.goto(f"{url}/{path}")
+            wait_rendered(page, timeout_s=300)  # warm-up: analysis computed and cached once
+            out[name] = statistics.median(time_to_rendered(page, f"{url}/{path}") for _ in range(repeats))
+    return out
+
+
+def bare_page_time(repeats: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        app = Path(d) / "bare.py"
+        app.write_text(_BARE)
+        with streamlit_server(Path(d), script=app) as url:
+            return measure(url, [("bare", "")], repeats)["bare"]
+
+
+def live_delay(tmp: Path, refreshes: int) -> list[float]:
+    root = tmp / "live-runs"
+    with writing_run(root) as run_dir, streamlit_server(root) as url, browser_page() as page:
+        page.goto(f"{url}/live?run={run_dir.name}")
+        wait_rendered(page, timeout_s=300)
+        deadline = time.time() + 60
+        while shown_step(page, run_dir.name) is None and time.time() < deadline:
+            time.sleep(0.1)
+        return live_delays(page, run_dir, refreshes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, help="runs directory to time (default: train a tiny one)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--refreshes", type=int, default=8)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = args.runs
+        if runs is None:
+            from tests.dashboard.fixture_runs import train_store
+
+            t = time.perf_counter()
+            runs = train_store(Path(tmp) / "runs", steps=10, arm_steps=6)
+            print(f"trained a tiny store (7 runs) in {time.perf_counter() - t:.0f} s")
+        bare = bare_page_time(args.repeats)
+        with streamlit_server(runs) as url:
+            times = measure(url, _pages(runs), args.repeats)
+        print(f"\ntime to a fully rendered page (median of {args.repeats}, caches warm); "
+              f"bare Streamlit page: {bare:.2f} s")
+        print(f"{'page':22s} {'seconds':>8s} {'x bare':>8s} {'x aim 2 s':>10s}")
+        for name, s in times.items():
+            print(f"{name:22s} {s:8.2f} {s / bare:8.2f} {s / PAGE_AIM_S:10.2f}")
+        delays = live_delay(Path(tmp), args.refreshes)
+    if delays:
+        print(f"\nLive page, metric written -> shown over {len(delays)} refreshes: mean {statistics.mean(delays):.2f} s, "
+              f"max {max(delays):.2f} s (x aim 3 s: {max(delays) / LIVE_AIM_S:.2f})")
+    else:
+        print("\nLive page showed no new step within a minute")
+
+
+if __name__ == "__main__":
+    main()
