@@ -62,20 +62,23 @@ class Optim:
 @dataclass(frozen=True)
 class Dino:
     out_dim: int = 64  # K, prototypes of the head's last layer; ln K is the uniform-collapse line
-    hidden_dim: int = 512  # head MLP width (paper: 2048)
+    hidden_dim: int = 256  # head MLP width (paper: 2048; CPU: the head must not outweigh a tiny ViT)
     bottleneck_dim: int = 128  # l2-normalised bottleneck before the last layer (paper: 256)
-    n_local: int = 6  # local crops per image, student only (paper: 6-10)
+    n_local: int = 4  # local crops per image, student only (paper: 6-10; CPU: 4 halves the cost of 8)
     global_scale_min: float = 0.4  # global crops cover 40-100% of the image
-    local_scale_max: float = 0.4  # local crops cover 5-40% of the image
+    local_scale_min: float = 0.05  # local crops cover 5-40% of the image
+    local_scale_max: float = 0.4
     local_size_ratio: float = 0.5  # local crop side / global side (paper: 96/224 ~ 0.43)
     student_temp: float = 0.1  # tau_s
-    teacher_temp: float = 0.04  # tau_t after warm-up (paper: 0.04-0.07)
-    warmup_teacher_temp: float = 0.04  # tau_t at step 0 (paper: 0.04)
+    teacher_temp: float = 0.03  # tau_t after warm-up (paper: 0.04-0.07; short CPU runs drift to
+    #   uniform at 0.04 (0.85 ln K after 300 steps), 0.03 holds ~0.7 ln K: see docs/architecture.md)
+    warmup_teacher_temp: float = 0.03  # tau_t at step 0 (paper: 0.04)
     teacher_temp_warmup_steps: int = 0  # linear tau_t warm-up (paper: 30 epochs)
     centering: str = "mean"  # mean (running mean c) | sinkhorn (DINOv2 SK) | none
     center_momentum: float = 0.9  # m in c <- m c + (1 - m) mean(g_t)
     sharpening: bool = True  # False: tau_t = tau_s, i.e. no sharpening (ablation)
-    momentum_teacher: float = 0.996  # EMA lambda at step 0, cosine-increased to 1
+    momentum_teacher: float = 0.99  # EMA lambda at step 0, cosine-increased to 1 (paper: 0.996 over
+    #   ~100k steps; a 300-step run needs a teacher that follows within ~100 steps)
     freeze_last_layer_steps: int = 30  # last layer gets no update at first (paper: 1 epoch)
     norm_last_layer: bool = True  # weight-norm g fixed to 1 (paper default)
     koleo_weight: float = 0.0  # DINOv2 KoLeo on the student's [CLS] of global crops; 0 = off
@@ -239,7 +242,8 @@ class Config:
             ("dino.momentum_teacher", self.dino.momentum_teacher, 0.0, 1.0, True),
             ("ijepa.momentum", self.ijepa.momentum, 0.0, 1.0, True),
             ("dino.global_scale_min", self.dino.global_scale_min, 0.0, 1.0, True),
-            ("dino.local_scale_max", self.dino.local_scale_max, 0.05, 1.0, True),
+            ("dino.local_scale_min", self.dino.local_scale_min, 0.0, 1.0, True),
+            ("dino.local_scale_max", self.dino.local_scale_max, 0.0, 1.0, True),
             ("dino.local_size_ratio", self.dino.local_size_ratio, 0.0, 1.0, True),
             ("optim.beta1", o.beta1, 0.0, 1.0, False), ("optim.beta2", o.beta2, 0.0, 1.0, False),
         ]:
@@ -277,6 +281,9 @@ class Config:
                 raise ConfigError(f"ijepa.{lo_key}={lo_v} and ijepa.{hi_key}={hi_v} need 0 < min <= max")
         if self.ijepa.context_scale_max > 1 or self.ijepa.target_scale_max >= 1:
             raise ConfigError("ijepa scales are fractions of the image: context <= 1, targets < 1")
+        if self.dino.local_scale_min > self.dino.local_scale_max:
+            raise ConfigError(f"dino.local_scale_min={self.dino.local_scale_min} exceeds "
+                              f"dino.local_scale_max={self.dino.local_scale_max}")
         if d.name == "folder" and not d.path:
             raise ConfigError("data.name=folder needs data.path, e.g. --data folder --data-path ~/pictures")
         if r.name and not _safe_name(r.name):

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainer.checkpoint import restore_training_state, save_training_state
 from trainer.config import Config
-from trainer.data import build_dataset, build_loader, eval_tensor
+from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
 from trainer.evaluate import knn_eval
 from trainer.methods import Method, build_method
 from trainer.models.backbone import param_groups
@@ -52,10 +52,11 @@ def train(cfg: Config, progress: bool = False) -> Path:
     """Train a new run from ``cfg`` (validated here); returns the run folder."""
     cfg = cfg.validate()
     rt = setup_runtime(cfg.run.device)
+    data = _datasets(cfg)  # bad data fails here, before a run folder exists
     root = Path(cfg.run.runs_dir) if cfg.run.runs_dir else default_runs_dir()
     run_id = new_run_id(cfg)
     writer = RunWriter.create(root, run_id, cfg.to_dict(), cfg.run.method, cfg.run.group) if rt.is_main else None
-    return _run(cfg, rt, writer, root / run_id, resume_from=None, progress=progress)
+    return _run(cfg, rt, writer, root / run_id, data, resume_from=None, progress=progress)
 
 
 def resume(run_dir: Path | str, progress: bool = False) -> Path:
@@ -67,14 +68,20 @@ def resume(run_dir: Path | str, progress: bool = False) -> Path:
     cfg = run_config(run_dir)
     ck = pick_checkpoint(run_dir)
     rt = setup_runtime(cfg.run.device)
+    data = _datasets(cfg)
     writer = RunWriter.reopen(run_dir) if rt.is_main else None
     if writer is not None:
         writer.truncate_after(ck.step)
         writer.log_event(ck.step, "info", f"resumed from step {ck.step}")
-    return _run(cfg, rt, writer, run_dir, resume_from=ck, progress=progress)
+    return _run(cfg, rt, writer, run_dir, data, resume_from=ck, progress=progress)
 
 
-def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resume_from, progress: bool) -> Path:
+def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
+    return build_dataset(cfg.data, "train", cfg.run.seed), build_dataset(cfg.data, "val", cfg.run.seed)
+
+
+def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
+         data: tuple[ImageDataset, ImageDataset], resume_from, progress: bool) -> Path:
     o, r = cfg.optim, cfg.run
     seed_everything(r.seed + rt.rank)
     method: Method = build_method(cfg).to(rt.device)
@@ -84,8 +91,7 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path, resu
     lr_schedule = cosine_schedule(o.lr, o.min_lr, o.steps, o.warmup_steps)
     wd_schedule = cosine_schedule(o.weight_decay, o.weight_decay_end, o.steps)
 
-    train_ds = build_dataset(cfg.data, "train", r.seed)
-    val_ds = build_dataset(cfg.data, "val", r.seed)
+    train_ds, val_ds = data
     loader = build_loader(cfg, method.views(), "train", start_step=start, rank=rt.rank, world_size=rt.world_size,
                           dataset=train_ds)
     bank_idx = np.random.default_rng(r.seed).permutation(len(train_ds))[:KNN_BANK_MAX]

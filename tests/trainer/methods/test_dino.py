@@ -46,7 +46,7 @@ def test_last_layer_frozen_during_first_steps():
 
 def test_ema_update_equals_formula():
     torch.manual_seed(1)
-    m = build_method(_cfg())
+    m = build_method(_cfg(**{"dino.momentum_teacher": 0.996}))
     with torch.no_grad():
         for p in m.student.parameters():
             p.add_(torch.randn_like(p))
