@@ -65,3 +65,20 @@ def test_collapse_study_reproduces_dino_fig7(study):
     assert s["H"] < b["H"] < c["H"] and 0.3 <= b["H"] <= 0.9
     assert b["KL"] >= 3 * max(c["KL"], s["KL"])
     assert b["knn"] > max(c["knn"], s["knn"])
+
+
+def test_default_run_on_shapes_is_healthy(tmp_path):
+    """The default config (cpu-tiny, 32 px shapes, 300 steps) ends with the teacher well between
+    the two collapses and the student still learning from it. Its k-NN against the random
+    initialisation is printed (step 0 of the same run is the random-init reference)."""
+    cfg = Config().with_overrides([f"run.runs_dir={tmp_path}", "run.name=default", "run.eval_every=150",
+                                   "data.num_val=500"])
+    rd = train(cfg)
+    log_k = math.log(cfg.dino.out_dim)
+    h = _final(rd, "dino/teacher_entropy") / log_k
+    kl = _final(rd, "dino/kl_teacher_student")
+    _, knn = read_metric(rd, "eval/knn_top1")
+    print(f"default run: entropy/lnK={h:.3f} KL={kl:.3f} kNN {knn[0]:.3f} (random init) -> {knn[-1]:.3f} (step 300)")
+    assert 0.3 <= h <= 0.85
+    assert kl > 0.2
+    assert _final(rd, "collapse/std_l2") > 0.3
