@@ -153,6 +153,12 @@ def probe_panel(root: Path, run_ids: list[str]) -> None:
         st.plotly_chart(fig, key="probe_fig", config={"displaylogo": False})
 
 
+def _wait_for_runs(root: Path) -> None:
+    """Rerun the page once the first run appears (e.g. seconds after the demo was started)."""
+    if root.is_dir() and loaders.runs(str(root)):
+        st.rerun()
+
+
 def render() -> None:
     root = session.runs_dir()
     st.title("Live")
@@ -161,6 +167,7 @@ def render() -> None:
     all_runs = loaders.runs(str(root)) if root.is_dir() else []
     if not all_runs:
         st.info(f"No runs in `{root}` yet; start one on the Runs page or with `python -m trainer demo`.")
+        st.fragment(run_every=2.0)(_wait_for_runs)(root)
         return
     ids = [r["run_id"] for r in all_runs]
     running = [r["run_id"] for r in all_runs if r.get("status") == "running"]
