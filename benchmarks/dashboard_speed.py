@@ -24,8 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dashboard.server import (browser_page, live_delays, shown_step, streamlit_server,  # noqa: E402
-                                    wait_rendered, writing_run)
+from tests.dashboard.server import browser_page, live_delays, shown_step, streamlit_server, wait_rendered, writing_run  # noqa: E402
 
 PAGE_AIM_S, LIVE_AIM_S = 2.0, 3.0
 _BARE = "import streamlit as st\nst.title('Bare')\nst.sidebar.caption('trained and inspected')\n"
@@ -106,7 +105,8 @@ def main() -> None:
             print(f"{name:22s} {s:8.2f} {s / bare:8.2f} {s / PAGE_AIM_S:10.2f}")
         delays = live_delay(Path(tmp), args.refreshes)
     if delays:
-        print(f"\nLive page, metric written -> shown over {len(delays)} refreshes: mean {statistics.mean(delays):.2f} s, "
+        print(f"\nLive page, metric written -> shown over {len(delays)} refreshes: "
+              f"mean {statistics.mean(delays):.2f} s, "
               f"max {max(delays):.2f} s (x aim 3 s: {max(delays) / LIVE_AIM_S:.2f})")
     else:
         print("\nLive page showed no new step within a minute")

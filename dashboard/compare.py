@@ -19,7 +19,8 @@ _FINAL = (("k-NN", "eval/knn_top1"), ("entropy", "dino/teacher_entropy"), ("KL",
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, fields in (config or {}).items() if isinstance(fields, dict) for k, v in fields.items()}
+    return {f"{s}.{k}": v for s, fields in (config or {}).items() if isinstance(fields, dict)
+            for k, v in fields.items()}
 
 
 def _words(key: str, value: Any) -> str:

@@ -56,7 +56,8 @@ _DOCS = [
               "Sharpening of the teacher softmax; lower = sharper. Warms up from dino.warmup_teacher_temp.",
               try_="the paper uses 0.04 -> 0.07; if the run collapses to one-hot, warm up from a higher value."),
     MetricDoc("dino/teacher_entropy", "Teacher entropy",
-              r"H(p_t) = -\frac1B\sum_b \sum_{k=1}^{K} p_t^{(b,k)} \log p_t^{(b,k)},\quad p_t = \mathrm{softmax}\big((g_t - c)/\tau_t\big)",
+              r"H(p_t) = -\frac1B\sum_b \sum_{k=1}^{K} p_t^{(b,k)} \log p_t^{(b,k)},"
+              r"\quad p_t = \mathrm{softmax}\big((g_t - c)/\tau_t\big)",
               "Mean per-image entropy of the teacher's distribution over the K prototypes, in nats. "
               "Bounded by 0 (one prototype per image) and ln K (uniform).",
               "well between the two lines, e.g. 0.3-0.85 ln K, with KL above 0.",
@@ -81,14 +82,16 @@ _DOCS = [
     MetricDoc("dino/log_k", "ln K", r"\ln K",
               "The entropy of the uniform distribution over K = dino.out_dim prototypes: the "
               "uniform-collapse line of the entropy panels."),
-    MetricDoc("dino/center_norm", "Center norm", r"c \leftarrow m\,c + (1-m)\,\frac1B\sum_b g_t^{(b)},\quad \lVert c \rVert_2",
+    MetricDoc("dino/center_norm", "Center norm",
+              r"c \leftarrow m\,c + (1-m)\,\frac1B\sum_b g_t^{(b)},\quad \lVert c \rVert_2",
               "Norm of the running mean subtracted from the teacher logits (m = dino.center_momentum).",
               "settles to a steady value.", "keeps growing when the teacher pushes all images to one side.",
               ),
     MetricDoc("dino/teacher_max_prob", "Teacher max probability", r"\frac1B\sum_b \max_k p_t^{(b,k)}",
               "Mean top probability of the teacher. 1/K when uniform, 1 when one-hot.",
               "in between.", "at 1/K (uniform) or 1 (one-hot)."),
-    MetricDoc("dino/koleo", "KoLeo", r"\mathcal{L}_{\mathrm{KoLeo}} = -\frac1B\sum_i \log \min_{j\ne i}\lVert x_i - x_j\rVert",
+    MetricDoc("dino/koleo", "KoLeo",
+              r"\mathcal{L}_{\mathrm{KoLeo}} = -\frac1B\sum_i \log \min_{j\ne i}\lVert x_i - x_j\rVert",
               "DINOv2's regulariser on the student's [CLS]: spreads features uniformly (dino.koleo_weight).",
               try_="0.1 pulls small-data runs away from uniform collapse."),
     # --- MAE ----------------------------------------------------------------------------
@@ -100,7 +103,8 @@ _DOCS = [
     MetricDoc("mae/psnr_masked", "Masked PSNR", r"10 \log_{10} \frac{\mathrm{MAX}^2}{\mathrm{MSE}_{M}}",
               "PSNR of the reconstruction on masked patches (dB). Higher is better.", "rising."),
     # --- I-JEPA -------------------------------------------------------------------------
-    MetricDoc("ijepa/loss", "I-JEPA loss", r"\frac{1}{|T|}\sum_{i \in T} \ell\big(\hat s_i,\ \mathrm{LN}(\bar s_i)\big)",
+    MetricDoc("ijepa/loss", "I-JEPA loss",
+              r"\frac{1}{|T|}\sum_{i \in T} \ell\big(\hat s_i,\ \mathrm{LN}(\bar s_i)\big)",
               "Smooth-L1 (or L2) between predicted and layer-normed target-encoder features at the "
               "target blocks T. Never pixels.",
               "falls but not to 0.", "near 0 together with a falling target std: latent collapse.",
@@ -130,7 +134,8 @@ _DOCS = [
               "Share of the last-layer [CLS] attention that goes to register tokens (model.reg_tokens).",
               "some share: registers absorb global information so patch maps stay clean.",
               try_="model.reg_tokens=4 when attention maps show stray bright patches."),
-    MetricDoc("tokens/high_norm_frac", "High-norm token fraction", r"\Pr_i\big[\lVert x_i\rVert > 2\,\mathrm{median}_j\lVert x_j\rVert\big]",
+    MetricDoc("tokens/high_norm_frac", "High-norm token fraction",
+              r"\Pr_i\big[\lVert x_i\rVert > 2\,\mathrm{median}_j\lVert x_j\rVert\big]",
               "Fraction of patch tokens with outlier output norms: the artefacts of Darcet et al. 2024.",
               "near 0.", "a few percent: the model stores global information in background patches.",
               "add registers (model.reg_tokens)."),
@@ -179,7 +184,8 @@ METHODS: tuple[tuple[str, str, str, str], ...] = (
      "matches an EMA teacher across crops: 2 global crops go to both, local crops to the student only. "
      "The teacher output is centred (c) and sharpened (low tau_t); centering alone drifts to a uniform "
      "output, sharpening alone to one prototype, together they balance.",
-     r"\mathcal{L} = \sum_{x \in \{x^g_1, x^g_2\}} \sum_{x' \ne x} -\,\mathrm{softmax}\Big(\frac{g_t(x) - c}{\tau_t}\Big)"
+     r"\mathcal{L} = \sum_{x \in \{x^g_1, x^g_2\}} \sum_{x' \ne x}"
+     r" -\,\mathrm{softmax}\Big(\frac{g_t(x) - c}{\tau_t}\Big)"
      r"\cdot \log\mathrm{softmax}\Big(\frac{g_s(x')}{\tau_s}\Big)",
      "the collapse panel: teacher entropy between 0 and ln K with KL above 0."),
     ("MAE", "Masked autoencoder (He et al. 2022). Hide 75% of the patches, encode only the visible "
@@ -189,6 +195,7 @@ METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("I-JEPA", "Joint-embedding predictive architecture (Assran et al. 2023). From one context block, a "
      "narrow predictor predicts the target encoder's features of several target blocks: prediction "
      "in latent space, no pixels, no hand-made augmentations.",
-     r"\mathcal{L} = \frac{1}{|T|}\sum_{i \in T} \big\lVert \hat s_i - \mathrm{LN}(\bar s_i) \big\rVert_1^{\mathrm{smooth}}",
+     r"\mathcal{L} = \frac{1}{|T|}\sum_{i \in T}"
+     r" \big\lVert \hat s_i - \mathrm{LN}(\bar s_i) \big\rVert_1^{\mathrm{smooth}}",
      "target std and RankMe: without the EMA target they fall (latent collapse)."),
 )

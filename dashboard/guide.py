@@ -7,14 +7,18 @@ import streamlit as st
 
 from dashboard.glossary import DOCS, FAMILIES, METHODS
 
-_COLLAPSES = """
-| kind | what you see | cause | try |
-|---|---|---|---|
-| **uniform** | teacher entropy on the ln K line, KL near 0, max prob near 1/K | centering without enough sharpening: every image gets the same flat distribution | lower `dino.teacher_temp`, freeze the last layer longer, `dino.koleo_weight=0.1`, smaller `dino.out_dim` |
-| **one-hot** | teacher entropy near 0, batch entropy low, max prob near 1 | sharpening without centering: one prototype wins for every image | `dino.centering=mean` or `sinkhorn` |
-| **dimensional** | RankMe far below the width, a steep singular-value spectrum | features use a few directions | larger batch, KoLeo, lower learning rate |
-| **latent (I-JEPA)** | target std and RankMe falling, loss near 0 | the target encoder follows the context encoder too closely | keep `ijepa.ema=true`, `ijepa.reg=variance` |
-"""
+# (kind, what you see, cause, what to try)
+_COLLAPSES = (
+    ("uniform", "teacher entropy on the ln K line, KL near 0, max prob near 1/K",
+     "centering without enough sharpening: every image gets the same flat distribution",
+     "lower `dino.teacher_temp`, freeze the last layer longer, `dino.koleo_weight=0.1`, smaller `dino.out_dim`"),
+    ("one-hot", "teacher entropy near 0, batch entropy low, max prob near 1",
+     "sharpening without centering: one prototype wins for every image", "`dino.centering=mean` or `sinkhorn`"),
+    ("dimensional", "RankMe far below the width, a steep singular-value spectrum",
+     "features use a few directions", "larger batch, KoLeo, lower learning rate"),
+    ("latent (I-JEPA)", "target std and RankMe falling, loss near 0",
+     "the target encoder follows the context encoder too closely", "keep `ijepa.ema=true`, `ijepa.reg=variance`"),
+)
 
 
 def render() -> None:
@@ -28,7 +32,9 @@ def render() -> None:
         st.latex(formula)
         st.markdown(f"**Watch:** {watch}")
     st.header("Collapse, in four kinds", anchor="collapse", divider="gray")
-    st.markdown(_COLLAPSES)
+    table = ["| kind | what you see | cause | try |", "|---|---|---|---|"]
+    table += [f"| **{k}** | {see} | {cause} | {fix} |" for k, see, cause, fix in _COLLAPSES]
+    st.markdown("\n".join(table))
     listed = set()
     for family, help_text, names in FAMILIES:
         st.header(f"Metrics: {family.lower()}", anchor=family.lower().replace(" ", "-"), divider="gray")

@@ -71,7 +71,7 @@ def render() -> None:
                f"{len(src.vit.blocks)} blocks, patch {src.vit.patch_embed.patch_size[0]} · analysed on "
                f"`{src.data.name}` at {src.data.image_size} px")
     tabs = st.tabs(list(TABS), key="tab", on_change="rerun", bind="query-params")  # ?tab=Attention opens it
-    for tab, (name, view) in zip(tabs, TABS.items()):
+    for tab, view in zip(tabs, TABS.values()):
         if not tab.open:
             continue
         with tab:

@@ -45,7 +45,8 @@ def embeddings(target: str, step: int | None, src) -> None:
     c1, c2, c3 = st.columns(3)
     how = c1.segmented_control("Map", ["UMAP", "PCA"], default="UMAP", key="emb_how") or "UMAP"
     n = c2.select_slider("Images", [250, 500, 1000, 2000, 5000], value=1000, key="emb_n",
-                         help="First images of the train split; UMAP of 5,000 takes a few seconds once, then it is cached.")
+                         help="First images of the train split; UMAP of 5,000 takes a few seconds once, "
+                              "then it is cached.")
     feature = c3.segmented_control("Feature", ["cls", "pooled"], default="cls", key="emb_feature",
                                    help="[CLS] token or mean of the patch tokens") or "cls"
     with st.spinner(f"{how} of the features (cached after the first time)..."):
@@ -92,8 +93,15 @@ def _attention_image(target: str, step: int | None, src) -> tuple[np.ndarray, np
 
 @_guarded
 def attention(target: str, step: int | None, src) -> None:
-    from analysis.attention import (attention_jaccard, attention_maps, attention_rollout, high_norm_tokens,
-                                    last_layer_attention, mass_mask, token_norms)
+    from analysis.attention import (
+        attention_jaccard,
+        attention_maps,
+        attention_rollout,
+        high_norm_tokens,
+        last_layer_attention,
+        mass_mask,
+        token_norms,
+    )
 
     c1, c2 = st.columns([3, 2])
     with c1:
@@ -228,13 +236,14 @@ def scores(target: str, step: int | None, src) -> None:
     with st.spinner("Scoring features (cached after the first time)..."):
         r = score_source(src)
     c = st.columns(3)
-    c[0].metric("k-NN top-1", f"{100 * r.knn_top1:.1f}%", f"{100 * (r.knn_top1 - r.random_init_knn_top1):+.1f} vs random init")
+    c[0].metric("k-NN top-1", f"{100 * r.knn_top1:.1f}%",
+                f"{100 * (r.knn_top1 - r.random_init_knn_top1):+.1f} vs random init")
     c[1].metric("Linear probe top-1", f"{100 * r.linear_top1:.1f}%",
                 f"{100 * (r.linear_top1 - r.random_init_linear_top1):+.1f} vs random init")
     c[2].metric("Chance", f"{100 * r.chance:.1f}%", help=f"{len(r.classes)} classes")
-    rows = [("k-NN", r.knn_top1), ("k-NN, random init", r.random_init_knn_top1), ("k-NN, raw pixels", r.pixels_knn_top1),
-            ("linear", r.linear_top1), ("linear, random init", r.random_init_linear_top1),
-            ("linear, raw pixels", r.pixels_linear_top1)]
+    rows = [("k-NN", r.knn_top1), ("k-NN, random init", r.random_init_knn_top1),
+            ("k-NN, raw pixels", r.pixels_knn_top1), ("linear", r.linear_top1),
+            ("linear, random init", r.random_init_linear_top1), ("linear, raw pixels", r.pixels_linear_top1)]
     c1, c2 = st.columns(2)
     with c1:
         st.plotly_chart(charts.scores_figure(rows, title=f"Top-1 on {src.data.name} (k = {r.k})", chance=r.chance),

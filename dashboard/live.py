@@ -88,7 +88,7 @@ def _status_line(runs) -> None:
 
 
 def _banners(runs) -> None:
-    for info, frame in runs:
+    for info, _ in runs:
         if info.get("status") == "failed":
             st.error(f"**{info['run_id']}** failed: {info.get('reason') or 'no reason recorded'}",
                      icon=":material/error:")

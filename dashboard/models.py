@@ -52,7 +52,8 @@ def method(run_dir: str, step: int | None):
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading images...")
-def split_images(target: str, step: int | None, split: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+def split_images(target: str, step: int | None, split: str,
+                 n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """uint8 images (N, S, S, 3), labels, object masks or None, class names of a split."""
     from analysis.source import split_images as load
 

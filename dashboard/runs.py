@@ -64,7 +64,8 @@ def _table(df: pd.DataFrame) -> list[str]:
             "loss": st.column_config.NumberColumn("loss", format="%.4f"),
             "k-NN": st.column_config.NumberColumn("k-NN", format="percent", help="eval/knn_top1, held-out split"),
             "H/lnK": st.column_config.NumberColumn("H / ln K", format="%.2f",
-                                                   help="DINO teacher entropy over ln K: 1 = uniform collapse, 0 = one-hot"),
+                                                   help="DINO teacher entropy over ln K: 1 = uniform collapse, "
+                                                        "0 = one-hot"),
             "RankMe": st.column_config.NumberColumn("RankMe", format="%.1f"),
             "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped", width="medium"),
             "diagnosis": st.column_config.TextColumn("diagnosis", width="medium",

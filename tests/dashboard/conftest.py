@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -48,11 +49,9 @@ def plotly_specs(at: AppTest) -> dict[str, dict]:
     return out
 
 
-def plotly_array(value) -> "np.ndarray":
+def plotly_array(value) -> np.ndarray:
     """A trace's x or y from a figure spec: a list, or plotly's base64 typed array."""
     import base64
-
-    import numpy as np
 
     if isinstance(value, dict) and "bdata" in value:
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])

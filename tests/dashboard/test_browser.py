@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard.server import (ERROR_SELECTOR, REPO, browser_page, full_screenshot, live_delays,
-                                    shown_step, streamlit_server, wait_rendered, writing_run)
+from tests.dashboard.server import (
+    ERROR_SELECTOR,
+    REPO,
+    browser_page,
+    full_screenshot,
+    live_delays,
+    shown_step,
+    streamlit_server,
+    wait_rendered,
+    writing_run,
+)
 
 pytestmark = pytest.mark.slow
 
