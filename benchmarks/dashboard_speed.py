@@ -24,22 +24,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dashboard.server import browser_page, live_delays, shown_step, streamlit_server, wait_rendered, writing_run  # noqa: E402
+from tests.dashboard.server import (  # noqa: E402
+    browser_page,
+    live_delays,
+    page_paths,
+    shown_step,
+    streamlit_server,
+    wait_rendered,
+    writing_run,
+)
 
 PAGE_AIM_S, LIVE_AIM_S = 2.0, 3.0
 _BARE = "import streamlit as st\nst.title('Bare')\nst.sidebar.caption('trained and inspected')\n"
-
-
-def _pages(runs: Path) -> list[tuple[str, str]]:
-    from trainer.store import list_checkpoints, list_runs
-
-    infos = list_runs(runs)
-    dino = next((r["run_id"] for r in infos if r.get("method") == "dino" and list_checkpoints(r["dir"])),
-                infos[0]["run_id"] if infos else "")
-    return [("runs", ""), ("live", f"live?run={dino}"), ("compare", "compare"),
-            ("inspect: embeddings", f"inspect?run={dino}&tab=Embeddings"),
-            ("inspect: attention", f"inspect?run={dino}&tab=Attention"),
-            ("inspect: scores", f"inspect?run={dino}&tab=Scores"), ("guide", "guide")]
 
 
 def time_to_rendered(page, url: str) -> float:
@@ -97,7 +93,7 @@ def main() -> None:
             print(f"trained a tiny store (7 runs) in {time.perf_counter() - t:.0f} s")
         bare = bare_page_time(args.repeats)
         with streamlit_server(runs) as url:
-            times = measure(url, _pages(runs), args.repeats)
+            times = measure(url, page_paths(runs), args.repeats)
         print(f"\ntime to a fully rendered page (median of {args.repeats}, caches warm); "
               f"bare Streamlit page: {bare:.2f} s")
         print(f"{'page':22s} {'seconds':>8s} {'x bare':>8s} {'x aim 2 s':>10s}")

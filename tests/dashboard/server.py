@@ -193,3 +193,17 @@ def live_delays(page, run_dir: Path, refreshes: int = 5, timeout_s: float = 60) 
             last = now_step
         time.sleep(0.05)
     return delays
+
+
+def page_paths(runs: Path) -> list[tuple[str, str]]:
+    """(name, URL path) of every page for a store, opened on its first DINO run with a
+    checkpoint; the default page (Runs, when there are runs) lives at "/"."""
+    from trainer.store import list_checkpoints, list_runs
+
+    infos = list_runs(runs)
+    dino = next((r["run_id"] for r in infos if r.get("method") == "dino" and list_checkpoints(r["dir"])),
+                infos[0]["run_id"] if infos else "")
+    return [("runs", ""), ("live", f"live?run={dino}"), ("compare", "compare"),
+            ("inspect", f"inspect?run={dino}&tab=Embeddings"),
+            ("inspect-attention", f"inspect?run={dino}&tab=Attention"),
+            ("inspect-scores", f"inspect?run={dino}&tab=Scores"), ("guide", "guide")]
