@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import charts, diagnosis, loaders, session
 from dashboard.glossary import FAMILIES, doc, guide_link
+from trainer.store import read_events
 
 _INTERVALS = {"every 1 s": 1.0, "every 2 s": 2.0, "every 5 s": 5.0, "every 15 s": 15.0, "paused": None}
 
@@ -92,6 +93,9 @@ def _banners(runs) -> None:
         if info.get("status") == "failed":
             st.error(f"**{info['run_id']}** failed: {info.get('reason') or 'no reason recorded'}",
                      icon=":material/error:")
+        shown = ("warning",) if info.get("status") == "failed" else ("warning", "error")  # failure shown above
+        for ev in [e for e in read_events(info["dir"]) if e["level"] in shown][-3:]:
+            st.warning(f"**{info['run_id']}**, step {ev['step']}: {ev['message']}", icon=":material/report:")
         diag = diagnosis.of_run(info["dir"])
         if diag is not None and diag.collapsed:
             st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link('dino/teacher_entropy')}",

@@ -36,6 +36,14 @@ def last_values(run_dir: str) -> dict[str, float]:
     return store.last_values(run_dir)
 
 
+@st.cache_data(ttl=2, show_spinner=False)
+def logged_step(run_dir: str) -> int | None:
+    """The newest step with a logged training loss (run.json's ``step`` moves only at
+    checkpoints), or None before the first log."""
+    cols, _ = read_scalars(run_dir, names=["train/loss"])
+    return int(cols["step"].max()) if len(cols["step"]) else None
+
+
 def run_info(run_dir: Path | str) -> dict[str, Any] | None:
     """run.json of one run, or None when the folder is gone or damaged (the page says so)."""
     try:

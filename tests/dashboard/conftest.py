@@ -9,15 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.fixture_runs import train_store
-from tests.dashboard.synthetic import write_store
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def synthetic_store(tmp_path_factory) -> Path:
-    """Hand-made curves with known values (RunWriter), no checkpoints."""
-    return write_store(tmp_path_factory.mktemp("synthetic") / "runs")
 
 
 @pytest.fixture(scope="session")

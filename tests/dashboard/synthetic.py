@@ -1,5 +1,5 @@
-"""A run store written through ``trainer.store.RunWriter`` with hand-made curves whose final
-values are known: used where a test needs exact numbers or a writer it controls (live test)."""
+"""Runs written through ``trainer.store.RunWriter`` with hand-made curves whose values are
+known: for tests that need a given shape of curve (a collapse) or a failed run."""
 
 from __future__ import annotations
 
@@ -65,15 +65,3 @@ def write_run(root: Path, run_id: str, method: str, steps: int = 40, group: str 
     w.set_status(status, reason)
     w.close()
     return root / run_id
-
-
-def write_store(root: Path) -> Path:
-    """Seven runs: a DINO, an MAE, an I-JEPA, a failed one and a 4-arm DINO ablation group."""
-    root.mkdir(parents=True, exist_ok=True)
-    write_run(root, "dino-a", "dino")
-    write_run(root, "mae-a", "mae")
-    write_run(root, "ijepa-a", "ijepa")
-    write_run(root, "dino-nan", "dino", steps=20, status="failed", reason="non-finite loss at step 17")
-    for arm in ("both", "centering-only", "sharpening-only", "neither"):
-        write_run(root, f"cs-{arm}", "dino", group="cs", arm=arm)
-    return root

@@ -222,3 +222,24 @@ def _png(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (w, h), (200, 10, 10)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_live_page_shows_failure_reason_events_and_collapse_banner(tmp_path, monkeypatch):
+    from tests.dashboard.synthetic import write_run
+    from trainer.store import RunWriter
+
+    root = tmp_path / "runs"
+    write_run(root, "uniform", "dino", arm="centering-only")  # entropy -> ln K, KL -> 0
+    write_run(root, "nan", "dino", steps=20, status="failed", reason="non-finite loss at step 17")
+    w = RunWriter.reopen(root / "nan")
+    w.log_event(12, "warning", "grad norm spike 1e4")
+    w.set_status("failed", "non-finite loss at step 17")
+    w.close()
+    at = page_app("live", root, monkeypatch)
+    at.session_state["selected_runs"] = ["uniform", "nan"]
+    at.run()
+    no_exception(at)
+    assert "**nan** failed: non-finite loss at step 17" in at.error[0].value
+    warnings = [w.value for w in at.warning]
+    assert any("step 12: grad norm spike 1e4" in w for w in warnings)
+    assert any(w.startswith("**uniform: uniform collapse.**") and "ln K" in w for w in warnings)
