@@ -83,7 +83,7 @@ def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
 def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
          data: tuple[ImageDataset, ImageDataset], resume_from, progress: bool) -> Path:
     o, r = cfg.optim, cfg.run
-    seed_everything(r.seed + rt.rank)
+    seed_everything(r.seed)  # same init on every rank; data and masks are seeded per rank
     method: Method = build_method(cfg).to(rt.device)
     opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=(o.beta1, o.beta2))
     start = restore_training_state(resume_from, method, opt) if resume_from is not None else 0
