@@ -21,17 +21,14 @@ def runs_frame(root: Path) -> pd.DataFrame:
         diag = diagnosis.of_run(info["dir"])
         k = last.get("dino/log_k")
         ent = last.get("dino/teacher_entropy")
+        step = max(int(info.get("step") or 0), loaders.logged_step(info["dir"]) or 0)
+        steps = int(loaders.config_value(info, "optim.steps", 0) or 0)
         rows.append({
-            "run": info["run_id"], "method": info.get("method", "?"),
-            "data": loaders.config_value(info, "data.name", "?"), "group": info.get("group") or "",
-            "status": info.get("status", "?"),
-            "reason": info.get("reason") or "",
-            "step": max(int(info.get("step") or 0), loaders.logged_step(info["dir"]) or 0),
-            "steps": int(loaders.config_value(info, "optim.steps", 0) or 0),
-            "loss": last.get("train/loss"), "k-NN": last.get("eval/knn_top1"),
-            "H/lnK": (ent / k) if ent is not None and k else None,
-            "RankMe": last.get("collapse/rankme"),
-            "diagnosis": diag.label if diag else "",
+            "run": info["run_id"], "method": info.get("method", "?"), "group": info.get("group") or "",
+            "status": info.get("status", "?"), "progress": step / steps if steps else None, "step": step,
+            "diagnosis": diag.label if diag else "", "H/lnK": (ent / k) if ent is not None and k else None,
+            "k-NN": last.get("eval/knn_top1"), "RankMe": last.get("collapse/rankme"), "loss": last.get("train/loss"),
+            "data": loaders.config_value(info, "data.name", "?"), "reason": info.get("reason") or "",
             "started": dt.datetime.fromtimestamp(info["started"]) if info.get("started") else None,
         })
     return pd.DataFrame(rows)
@@ -59,16 +56,16 @@ def _table(df: pd.DataFrame) -> list[str]:
     event = st.dataframe(
         df, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
         column_config={
-            "step": st.column_config.ProgressColumn("step", format="%d", min_value=0,
-                                                    max_value=int(max(df["steps"].max(), 1))),
-            "steps": None,
+            "progress": st.column_config.ProgressColumn("progress", format="percent", min_value=0, max_value=1),
+            "step": st.column_config.NumberColumn("step", format="%d"),
             "loss": st.column_config.NumberColumn("loss", format="%.4f"),
             "k-NN": st.column_config.NumberColumn("k-NN", format="percent", help="eval/knn_top1, held-out split"),
             "H/lnK": st.column_config.NumberColumn("H / ln K", format="%.2f",
                                                    help="DINO teacher entropy over ln K: 1 = uniform collapse, "
                                                         "0 = one-hot"),
             "RankMe": st.column_config.NumberColumn("RankMe", format="%.1f"),
-            "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped", width="medium"),
+            "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped",
+                                                  width="medium" if df["reason"].any() else "small"),
             "diagnosis": st.column_config.TextColumn("diagnosis", width="medium",
                                                      help="analysis.collapse.diagnose on the latest logged values"),
             "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),

@@ -196,11 +196,11 @@ def live_delays(page, run_dir: Path, refreshes: int = 5, timeout_s: float = 60) 
 
 
 def page_paths(runs: Path) -> list[tuple[str, str]]:
-    """(name, URL path) of every page for a store, opened on its first DINO run with a
-    checkpoint; the default page (Runs, when there are runs) lives at "/"."""
+    """(name, URL path) of every page for a store, opened on its newest DINO run with a
+    checkpoint (outside ablation groups if there is one); the default page (Runs, when there are runs) lives at "/"."""
     from trainer.store import list_checkpoints, list_runs
 
-    infos = list_runs(runs)
+    infos = sorted(list_runs(runs), key=lambda r: bool(r.get("group")))  # a run of its own first
     dino = next((r["run_id"] for r in infos if r.get("method") == "dino" and list_checkpoints(r["dir"])),
                 infos[0]["run_id"] if infos else "")
     return [("runs", ""), ("live", f"live?run={dino}"), ("compare", "compare"),

@@ -29,8 +29,10 @@ def _shots(tmp_path: Path) -> Path:
     return REPO / "docs" / "screenshots" if os.environ.get("SSLSCOPE_SCREENSHOTS") == "1" else tmp_path
 
 
-def test_every_page_renders_without_errors(real_store, tmp_path):
-    store = Path(os.environ.get("SSLSCOPE_SCREENSHOT_RUNS", real_store))
+def test_every_page_renders_without_errors(request, tmp_path):
+    # SSLSCOPE_SCREENSHOT_RUNS: take the README's pictures of longer runs than the fixture's
+    custom = os.environ.get("SSLSCOPE_SCREENSHOT_RUNS")
+    store = Path(custom) if custom else request.getfixturevalue("real_store")
     shots = _shots(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with streamlit_server(store) as url, browser_page() as page:
