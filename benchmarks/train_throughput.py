@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from trainer.config import Config, local_crop_size
-from trainer.data import build_dataset, build_loader
-from trainer.methods import build_method
-from trainer.models.backbone import build_backbone, param_groups
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere (make bench)
+
+from trainer.config import Config, local_crop_size  # noqa: E402
+from trainer.data import build_dataset, build_loader  # noqa: E402
+from trainer.methods import build_method  # noqa: E402
+from trainer.models.backbone import build_backbone, param_groups  # noqa: E402
 
 
 class _LightlyDINO(torch.nn.Module):
