@@ -329,15 +329,52 @@ def probe_figure(arrays: dict[str, np.ndarray], *, max_images: int = 8) -> tuple
     if not rows:
         return None, skipped
     n = min(max_images, min(len(a) for _, _, a in rows))
-    panels: list[tuple[str, np.ndarray | None, np.ndarray | None]] = []
-    for key, kind, a in rows:
-        for i in range(n):
-            title = PROBE_ROWS.get(key, key) if i == 0 else ""
-            if kind == "image":
-                panels.append((title, _to_uint8(a[i]), None))
-            else:
-                panels.append((title, base[i] if base is not None and i < len(base) else None, a[i]))
-    return image_grid_figure(panels, cols=n, panel_px=130), skipped
+    size = base.shape[1] if base is not None else max(a.shape[1] for _, _, a in rows)
+    # one mosaic per row (the n images side by side): two plotly axes per row instead of n keep
+    # the Live page quick to draw
+    fig = make_subplots(rows=len(rows), cols=1, subplot_titles=[PROBE_ROWS.get(k, k) for k, _, _ in rows],
+                        vertical_spacing=0.06 if len(rows) > 1 else 0.0)
+    for r, (_, kind, a) in enumerate(rows, start=1):
+        if kind == "image":
+            fig.add_trace(image_trace(_mosaic([_to_uint8(a[i]) for i in range(n)], 255)), row=r, col=1)
+            continue
+        heat = _mosaic([_to_grid(a[i], size) for i in range(n)], np.nan)
+        if base is not None:
+            fig.add_trace(image_trace(_mosaic([_to_uint8(base[i]) for i in range(n)], 255)), row=r, col=1)
+            fig.add_trace(go.Heatmap(z=heat, colorscale=HEAT_SCALE, opacity=0.65, showscale=False, hoverinfo="skip"),
+                          row=r, col=1)
+        else:
+            fig.add_trace(go.Heatmap(z=heat, colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip"), row=r, col=1)
+            fig.update_yaxes(autorange="reversed", row=r, col=1)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    for r in range(1, len(rows) + 1):
+        suffix = "" if r == 1 else str(r)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    fig.update_layout(template=_TEMPLATE, height=len(rows) * 135 + 30, margin=dict(l=5, r=5, t=30, b=5),
+                      showlegend=False)
+    fig.update_annotations(font_size=12)
+    return fig, skipped
+
+
+_GAP = 2  # white pixels between the probe images of a row
+
+
+def _mosaic(tiles: list[np.ndarray], fill: float) -> np.ndarray:
+    """Tiles (S, S, ...) side by side, ``_GAP`` columns of ``fill`` between them: (S, n*S + gaps, ...)."""
+    gap = np.full((tiles[0].shape[0], _GAP, *tiles[0].shape[2:]), fill, dtype=np.result_type(tiles[0], fill))
+    parts: list[np.ndarray] = []
+    for i, t in enumerate(tiles):
+        parts += [gap, t] if i else [t]
+    return np.concatenate(parts, axis=1)
+
+
+def _to_grid(m: np.ndarray, size: int) -> np.ndarray:
+    """A patch-grid map (h, w) shown on a (size, size) pixel grid: each pixel takes its patch's value."""
+    m = np.asarray(m, dtype=np.float64)
+    ys = np.arange(size) * m.shape[0] // size
+    xs = np.arange(size) * m.shape[1] // size
+    return m[np.ix_(ys, xs)]
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:

@@ -75,7 +75,10 @@ def test_probe_grid_rows_follow_each_methods_arrays():
     fig, skipped = charts.probe_figure(dino)
     assert skipped == ["embeddings"]
     assert [a.text for a in fig.layout.annotations if a.text] == ["image", "[CLS] attention, mean of heads"]
-    np.testing.assert_allclose(fig.data[-1].z, dino["attn"][-1].mean(axis=0))
+    heat = np.asarray(fig.data[-1].z)  # mosaic of the 3 maps on the 32 px grid, 2 px NaN gaps
+    assert heat.shape == (32, 3 * 32 + 2 * 2)
+    np.testing.assert_allclose(heat[:, -32:], np.repeat(np.repeat(dino["attn"][-1].mean(axis=0), 4, 0), 4, 1))
+    assert np.isnan(heat[:, 32:34]).all()
     mae = {"original": img, "masked": img, "reconstruction": img, "mask": np.ones((p, 8, 8)), "images": img}
     fig, _ = charts.probe_figure(mae)
     assert [a.text for a in fig.layout.annotations if a.text] == ["image", "MAE input (masked)", "reconstruction"]
