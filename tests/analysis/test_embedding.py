@@ -81,3 +81,34 @@ def test_source_embedding_is_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(embedding, "embed", lambda *a, **k: pytest.fail("recomputed"))
     again = source_embedding(open_source(run_dir), "train", "pca", max_points=50)
     np.testing.assert_array_equal(again.coords, e.coords)
+
+
+@pytest.mark.slow
+def test_persisted_umap_jit_gives_identical_coordinates_and_writes_numba_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import warnings
+        import numpy as np
+        import umap
+        from analysis.embedding import exact_cosine_knn, persist_umap_jit
+        warnings.simplefilter("ignore")
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(300, 10)).astype(np.float32)
+        knn = exact_cosine_knn(x, 10)
+        fit = lambda: umap.UMAP(n_neighbors=10, metric="cosine", n_epochs=50, random_state=0,
+                                precomputed_knn=(*knn, None)).fit_transform(x)
+        plain = fit()
+        persist_umap_jit()
+        assert np.array_equal(plain, fit()), "patched kernels changed the result"
+        print("same")
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0 and "same" in out.stdout, out.stderr[-2000:]
+    cached = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
+    assert any("optimize_layout_euclidean_single_epoch" in n for n in cached), cached
+    assert any("smooth_knn_dist" in n for n in cached), cached
