@@ -88,7 +88,8 @@ class Dino:
 @dataclass(frozen=True)
 class Mae:
     mask_ratio: float = 0.75  # fraction of patches hidden from the encoder
-    decoder_dim: int = 96  # decoder width
+    decoder_dim: int = 64  # decoder width (paper: 512 for ViT-B/L/H), cpu-tiny's width. It runs on all N
+    # tokens, so keep it narrow on CPU. Divisible by decoder_heads and by 4 (2-D sin-cos positions)
     decoder_depth: int = 2  # decoder blocks
     decoder_heads: int = 4  # decoder attention heads
     norm_pix_loss: bool = False  # per-patch normalised pixel targets (MAE paper's best)
@@ -96,7 +97,9 @@ class Mae:
 
 @dataclass(frozen=True)
 class Ijepa:
-    pred_dim: int = 96  # predictor width (narrower than the encoder)
+    pred_dim: int = 32  # predictor width: half of cpu-tiny's 64 (paper: 384 for ViT-B's 768); raise it
+    # with the encoder. Divisible by the encoder's heads and by 4 (2-D sin-cos positions). The
+    # predictor runs once per target block, so its width sets much of an I-JEPA step's cost
     pred_depth: int = 3  # predictor blocks
     num_targets: int = 4  # target blocks per image
     target_scale_min: float = 0.15  # target block area / image area
