@@ -63,14 +63,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per ratio (median reported)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (default 1: the ratio then reflects compute; with 2 threads on a busy "
+                         "2-core machine the small masked matmuls lose more to thread sync, 2-3.6x)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     vit = build_backbone(Model(preset=args.preset), args.image_size).to(dev).train()
     imgs = torch.randn(args.batch, 3, args.image_size, args.image_size, device=dev)
     n = grid_size(vit, args.image_size) ** 2
     full, masked = compare(vit, imgs, args.reps)
-    print(f"MAE encoder fwd+bwd, {args.preset}, {args.image_size} px ({n} patches), batch {args.batch}, {dev}")
+    where = f"{dev}, {args.threads} thread(s)" if dev.type == "cpu" else str(dev)
+    print(f"MAE encoder fwd+bwd, {args.preset}, {args.image_size} px ({n} patches), batch {args.batch}, {where}")
     print(f"  mask ratio 0.00: {full * 1000:8.1f} ms")
     print(f"  mask ratio 0.75: {masked * 1000:8.1f} ms")
     print(f"  speed-up: {full / masked:.2f}x (target >= 3)")
