@@ -284,6 +284,12 @@ class Config:
                 raise ConfigError(f"ijepa.{lo_key}={lo_v} and ijepa.{hi_key}={hi_v} need 0 < min <= max")
         if self.ijepa.context_scale_max > 1 or self.ijepa.target_scale_max >= 1:
             raise ConfigError("ijepa scales are fractions of the image: context <= 1, targets < 1")
+        if self.mae.decoder_dim % self.mae.decoder_heads or self.mae.decoder_dim % 4:
+            raise ConfigError(f"mae.decoder_dim={self.mae.decoder_dim} must be divisible by mae.decoder_heads="
+                              f"{self.mae.decoder_heads} and by 4 (2-D sin-cos positions)")
+        if self.ijepa.pred_dim % 4 or self.ijepa.pred_dim % preset_shape(m)[3]:
+            raise ConfigError(f"ijepa.pred_dim={self.ijepa.pred_dim} must be divisible by 4 (2-D sin-cos positions) "
+                              f"and by the encoder's {preset_shape(m)[3]} heads")
         if self.dino.local_scale_min > self.dino.local_scale_max:
             raise ConfigError(f"dino.local_scale_min={self.dino.local_scale_min} exceeds "
                               f"dino.local_scale_max={self.dino.local_scale_max}")

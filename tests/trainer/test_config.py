@@ -21,6 +21,8 @@ from trainer.config import Config, ConfigError
     ("optim.nosuch=1", "unknown field 'optim.nosuch'"),
     ("nosuch.x=1", "unknown config section 'nosuch'"),
     ("run.name=../etc", "run.name='../etc' may use letters"),
+    ("mae.decoder_dim=66", "mae.decoder_dim=66 must be divisible by mae.decoder_heads=4 and by 4"),
+    ("ijepa.pred_dim=30", "ijepa.pred_dim=30 must be divisible by 4"),
 ])
 def test_bad_values_are_refused_with_a_clear_line(override, fragment):
     with pytest.raises(ConfigError) as e:
