@@ -109,7 +109,8 @@ def family_figure(panels: Sequence[tuple[str, Sequence[Curve]]], *, x_title: str
     figure per metric family keeps a page of twenty curves quick to draw."""
     n = max(len(panels), 1)
     rows = math.ceil(n / cols)  # a lone panel keeps its 1/cols width: same size everywhere
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels],
+    specs = [[{} if r * cols + c < n else None for c in range(cols)] for r in range(rows)]  # no empty axes
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels], specs=specs,
                         horizontal_spacing=0.06, vertical_spacing=min(0.25, 0.5 / rows))
     for i, (_, curves) in enumerate(panels):
         r, c = divmod(i, cols)
