@@ -72,3 +72,26 @@ def test_live_page_shows_new_steps_while_a_trainer_writes(tmp_path):
         assert max(delays) < 5.0  # refresh every 2 s plus drawing, on 2 shared cores
         assert shown_step(page) > first
         assert page.evaluate("performance.getEntriesByType('navigation').length") == loads  # no reload
+
+
+def test_lasso_on_the_embedding_shows_the_selected_images(request, tmp_path):
+    custom = os.environ.get("SSLSCOPE_SCREENSHOT_RUNS")
+    store = Path(custom) if custom else request.getfixturevalue("real_store")
+    inspect = dict(page_paths(store))["inspect"]
+    with streamlit_server(store) as url, browser_page() as page:
+        page.goto(f"{url}/{inspect}")
+        wait_rendered(page, timeout_s=120)
+        assert page.locator('[data-testid="stImage"]').count() == 0
+        box = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first.bounding_box()
+        corners = [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.11)]  # the figure's drag mode is lasso
+        page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+        page.mouse.down()
+        for fx, fy in corners:
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, steps=6)
+        page.mouse.up()
+        page.wait_for_selector('[data-testid="stImage"]', timeout=60000)
+        wait_rendered(page, timeout_s=60)
+        assert page.locator(ERROR_SELECTOR).count() == 0
+        assert " selected" in page.locator('[data-testid="stMain"]').inner_text()
+        assert page.locator('[data-testid="stImage"]').count() > 0
+        full_screenshot(page, _shots(tmp_path) / "inspect-selection.png")
