@@ -49,12 +49,14 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 @torch.inference_mode()
 def extract(vit: VisionTransformer, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
-            batch_size: int = 256, with_patches: bool = False,
+            batch_size: int | None = None, with_patches: bool = False,
             device: str | torch.device | None = None) -> Features:
     """Features of ``images``: uint8 (N, S, S, 3) (normalised here, batch by batch, to keep
     memory flat) or already normalised float (N, 3, H, W). The backbone runs in eval mode on
-    ``device`` (default: CUDA if available) and is left there."""
+    ``device`` (default: CUDA if available) and is left there. ``batch_size`` default: 64 on
+    CPU (smaller batches stay in cache: 714 vs 513 images/s at 256 for cpu-small), 256 on GPU."""
     dev = _device(device)
+    batch_size = batch_size or (256 if dev.type == "cuda" else 64)
     vit.eval().to(dev)
     p = num_prefix(vit)
     has_cls = vit.cls_token is not None
@@ -97,7 +99,7 @@ def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
 
 
 def split_features(source: Source, split: str, max_images: int = 0, baseline: str | None = None,
-                   batch_size: int = 256) -> Features:
+                   batch_size: int | None = None) -> Features:
     """Cached features of the first ``max_images`` (0 = all) of ``split`` of an
     ``analysis.source.Source``'s data. ``baseline="random_init"`` uses the same architecture
     at random initialisation instead (seeded by the data seed)."""
