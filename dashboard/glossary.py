@@ -109,7 +109,8 @@ _DOCS = [
               "tokens/high_norm_frac on the fixed probe images, in eval mode.", "near 0.",
               "a few percent: outlier tokens that registers (model.reg_tokens) absorb."),
     # --- MAE ----------------------------------------------------------------------------
-    MetricDoc("mae/psnr_masked_probe", "Masked PSNR (probe batch)", r"10 \log_{10} \frac{\mathrm{MAX}^2}{\mathrm{MSE}_{M}}",
+    MetricDoc("mae/psnr_masked_probe", "Masked PSNR (probe batch)",
+              r"10 \log_{10} \frac{\mathrm{MAX}^2}{\mathrm{MSE}_{M}}",
               "mae/psnr_masked on the fixed probe images with fixed masks: comparable across steps.", "rising."),
     MetricDoc("ijepa/reg", "I-JEPA anti-collapse regulariser",
               r"\text{KoLeo or } \frac1D\sum_d \max(0, 1 - \mathrm{std}(z_d))",

@@ -57,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on a shared timm ViT, recording the statistics that reveal collapse.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--method", choices=METHODS, help="dino (distillation), mae (masked pixels) or ijepa (latent prediction)")
+    t = sub.add_parser("train", help="train one run", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--method", choices=METHODS,
+                   help="dino (distillation), mae (masked pixels) or ijepa (latent prediction)")
     t.add_argument("--name", help="run id (folder name); default <method>-<data>-<time>")
     t.add_argument("--group", help="ablation group to file the run under (for the Compare page)")
     _common(t)

@@ -26,6 +26,7 @@ def restore_training_state(ck: CheckpointInfo, method: Method, opt: torch.optim.
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]}); was the config changed?")
     optim_state = load_optim_state(ck)
     if optim_state is None:
-        raise StoreError(f"checkpoint '{ck.path}' has no optimiser state (step_{ck.step}.optim.pt); cannot resume exactly")
+        raise StoreError(f"checkpoint '{ck.path}' has no optimiser state (step_{ck.step}.optim.pt); "
+                         "cannot resume exactly")
     opt.load_state_dict(optim_state)
     return ck.step

@@ -107,7 +107,8 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
     def evaluate(step: int) -> None:
         if writer is None:
             return
-        knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device, r.knn_k, r.knn_temp)
+        knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device,
+                       r.knn_k, r.knn_temp)
         arrays, pstats = method.probe(probe_images)
         arrays["images"] = probe_ds.images[: r.probe_size]
         writer.save_probe(step, arrays)
@@ -152,7 +153,8 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
                 stats = {k: float(v) for k, v in out.stats.items()}
                 stats.update({
                     "train/loss": loss.item(), "opt/lr": float(lr_schedule[it]), "opt/wd": float(wd_schedule[it]),
-                    "grad/norm": float(grad_norm), "perf/images_per_s": (step - n_last) * images_per_step / (now - t_last),
+                    "grad/norm": float(grad_norm),
+                    "perf/images_per_s": (step - n_last) * images_per_step / (now - t_last),
                 })
                 if hasattr(method, "ema_momentum"):
                     stats["ema/momentum"] = method.ema_momentum(it)

@@ -15,7 +15,8 @@ def run_cli(*args, cwd=None):
     (["train", "--set", "dino.centering=sometimes"], "dino.centering='sometimes' is not allowed"),
     (["train", "--set", "oops"], "needs the form section.field=value"),
     (["train", "--config", "/nonexistent/cfg.yaml"], "config file '/nonexistent/cfg.yaml' does not exist"),
-    (["train", "--data", "fashion-mnist", "--data-path", "/nonexistent/fm"], "sudo apt-get install dataset-fashion-mnist"),
+    (["train", "--data", "fashion-mnist", "--data-path", "/nonexistent/fm"],
+     "sudo apt-get install dataset-fashion-mnist"),
     (["train", "--data", "folder"], "needs data.path"),
     (["resume", "/nonexistent/run"], "run folder '/nonexistent/run' does not exist"),
 ])

@@ -32,7 +32,8 @@ def test_killed_run_resumes_to_the_same_weights_and_curves(tmp_path):
     ref = train(tiny(tmp_path, "ref", *steps))
     # the same run in another process, SIGKILLed (no chance to clean up) after a checkpoint
     sets = [x for s in TINY + steps + [f"run.runs_dir={tmp_path}", "run.name=killed"] for x in ("--set", s)]
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", "train", *sets], env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "train", *sets],
+                            env=dict(os.environ, PYTHONPATH=os.getcwd()),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_dir = tmp_path / "killed"
     deadline = time.time() + 120

@@ -1,7 +1,6 @@
 """Run store: readers poll while a writer writes, and never see a partial row or checkpoint."""
 
 import multiprocessing as mp
-import time
 
 import numpy as np
 import pytest

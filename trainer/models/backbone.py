@@ -12,8 +12,8 @@ tokens only, which for [CLS] is equivalent (a learnable token plus a learnable b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from timm.models.vision_transformer import VisionTransformer

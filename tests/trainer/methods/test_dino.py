@@ -29,7 +29,8 @@ def test_teacher_gets_no_gradient_and_every_student_parameter_does():
     out.loss.backward()
     assert all(p.grad is None for p in m.teacher.parameters())
     assert all(not p.requires_grad for p in m.teacher.parameters())
-    missing = [n for n, p in m.student.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    missing = [n for n, p in m.student.named_parameters()
+               if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
     assert missing == []
 
 
