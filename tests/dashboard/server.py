@@ -51,12 +51,7 @@ def streamlit_server(runs_dir: Path, timeout: float = 60, script: Path | None = 
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -151,12 +146,7 @@ def writing_run(root: Path, name: str = "writing", every_s: float = 0.25) -> Ite
             time.sleep(0.1)
         yield root / name
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def step_written_at(run_dir: Path, step: int) -> float:
@@ -207,3 +197,13 @@ def page_paths(runs: Path) -> list[tuple[str, str]]:
             ("inspect", f"inspect?run={dino}&tab=Embeddings"),
             ("inspect-attention", f"inspect?run={dino}&tab=Attention"),
             ("inspect-scores", f"inspect?run={dino}&tab=Scores"), ("guide", "guide")]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate a helper process, killing it if it does not exit within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
