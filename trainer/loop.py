@@ -108,7 +108,7 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
         if writer is None:
             return
         knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device,
-                       r.knn_k, r.knn_temp)
+                       r.knn_k, r.knn_temp, method.knn_feature)
         arrays, pstats = method.probe(probe_images)
         arrays["images"] = probe_ds.images[: r.probe_size]
         writer.save_probe(step, arrays)

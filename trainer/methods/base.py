@@ -57,6 +57,7 @@ class Method(nn.Module, abc.ABC):
     """
 
     name: str = "base"
+    knn_feature: str = "cls"  # what online k-NN reads from encoder(): "cls" or "pooled" patch tokens
 
     @abc.abstractmethod
     def views(self) -> ViewSpec:
