@@ -70,9 +70,10 @@ class Dino:
     local_scale_max: float = 0.4
     local_size_ratio: float = 0.5  # local crop side / global side (paper: 96/224 ~ 0.43)
     student_temp: float = 0.1  # tau_s
-    teacher_temp: float = 0.03  # tau_t after warm-up (paper: 0.04-0.07; short CPU runs drift to
-    #   uniform at 0.04 (0.85 ln K after 300 steps), 0.03 holds ~0.7 ln K: see docs/architecture.md)
-    warmup_teacher_temp: float = 0.03  # tau_t at step 0 (paper: 0.04)
+    teacher_temp: float = 0.015  # tau_t after warm-up (paper: 0.04-0.07; short CPU runs drift to
+    #   uniform at 0.04, and KoLeo plus strong colour jitter push up further: 0.015 holds 0.6-0.75 ln K,
+    #   see docs/architecture.md)
+    warmup_teacher_temp: float = 0.015  # tau_t at step 0 (paper: 0.04)
     teacher_temp_warmup_steps: int = 0  # linear tau_t warm-up (paper: 30 epochs)
     centering: str = "mean"  # mean (running mean c) | sinkhorn (DINOv2 SK) | none
     center_momentum: float = 0.9  # m in c <- m c + (1 - m) mean(g_t)
@@ -81,7 +82,16 @@ class Dino:
     #   ~100k steps; a 300-step run needs a teacher that follows within ~100 steps)
     freeze_last_layer_steps: int = 30  # last layer gets no update at first (paper: 1 epoch)
     norm_last_layer: bool = True  # weight-norm g fixed to 1 (paper default)
-    koleo_weight: float = 0.0  # DINOv2 KoLeo on the student's [CLS] of global crops; 0 = off
+    koleo_weight: float = 0.2  # DINOv2 KoLeo on the student's [CLS] of global crops; 0 = off (DINOv2:
+    #   0.1). It spreads the features while the head is still near uniform: without it a 300-step
+    #   shapes run under strong colour jitter collapses to uniform (0.996 ln K)
+    jitter_p: float = 1.0  # colour jitter probability per view (paper: 0.8)
+    brightness_jitter: float = 0.4  # brightness factor in [1 - a, 1 + a] (paper: 0.4)
+    contrast_jitter: float = 0.4  # contrast factor in [1 - a, 1 + a] (paper: 0.4)
+    saturation_jitter: float = 0.8  # saturation factor in [1 - a, 1 + a] (paper: 0.2)
+    hue_jitter: float = 0.5  # hue shift in [-a, a] turns (paper: 0.1). shapes paints its objects at random
+    #   hues: with 0.1 two crops share a hue and DINO learns colour instead of shape (0.5 = any hue)
+    grayscale_p: float = 0.3  # probability of a grey view (paper: 0.2)
     sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations (DINOv2: 3)
 
 
@@ -253,6 +263,15 @@ class Config:
             if not (lo < v < hi or (closed and v == hi)):
                 end = "]" if closed else ")"
                 raise ConfigError(f"{key}={v} is out of range; it must lie in ({lo}, {hi}{end}")
+        dn = self.dino
+        for key, v, lo, hi in [
+            ("dino.jitter_p", dn.jitter_p, 0.0, 1.0), ("dino.grayscale_p", dn.grayscale_p, 0.0, 1.0),
+            ("dino.brightness_jitter", dn.brightness_jitter, 0.0, 1.0),
+            ("dino.contrast_jitter", dn.contrast_jitter, 0.0, 1.0),
+            ("dino.saturation_jitter", dn.saturation_jitter, 0.0, 1.0), ("dino.hue_jitter", dn.hue_jitter, 0.0, 0.5),
+        ]:
+            if not lo <= v <= hi:
+                raise ConfigError(f"{key}={v} is out of range; it must lie in [{lo}, {hi}]")
         for key, v in [
             ("optim.lr", o.lr), ("dino.student_temp", self.dino.student_temp),
             ("dino.teacher_temp", self.dino.teacher_temp), ("dino.warmup_teacher_temp", self.dino.warmup_teacher_temp),

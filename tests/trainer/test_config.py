@@ -14,6 +14,8 @@ from trainer.config import Config, ConfigError
     ("optim.lr=abc", "optim.lr='abc' is not valid; it must be a number"),
     ("mae.mask_ratio=1.0", "mae.mask_ratio=1.0 is out of range"),
     ("dino.center_momentum=1.5", "dino.center_momentum=1.5 is out of range"),
+    ("dino.hue_jitter=0.7", "dino.hue_jitter=0.7 is out of range; it must lie in [0.0, 0.5]"),
+    ("dino.grayscale_p=-0.1", "dino.grayscale_p=-0.1 is out of range; it must lie in [0.0, 1.0]"),
     ("data.batch_size=1", "data.batch_size=1 is too small"),
     ("dino.sharpening=maybe", "dino.sharpening='maybe' is not valid; it must be true or false"),
     ("dino.centering=median", "dino.centering='median'"),

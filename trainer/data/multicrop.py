@@ -2,10 +2,11 @@
 
 multicrop (Caron et al. 2021, scaled to the image size): ``n_global`` crops of ``global_size``
 px covering ``global_scale`` of the image and ``n_local`` crops of ``local_size`` px covering
-``local_scale``; each with a horizontal flip, colour jitter (0.4, 0.4, 0.2, 0.1) at p=0.8 and
-greyscale at p=0.2; Gaussian blur at p=1.0 on the first global crop, 0.1 on the others and 0.5
-on local crops; solarisation at p=0.2 on global crops after the first. single (MAE, I-JEPA:
-their masks come from the method): one crop of scale (0.35, 1) and a flip.
+``local_scale``; each with a horizontal flip, colour jitter and greyscale (the spec's; the paper's
+(0.4, 0.4, 0.2, 0.1) at p=0.8 and p=0.2 by default; DINO's config strengthens them for shapes);
+Gaussian blur at p=1.0 on the first global crop, 0.1 on the others and 0.5 on local crops;
+solarisation at p=0.2 on global crops after the first. single (MAE, I-JEPA: their masks come
+from the method): one crop of scale (0.35, 1) and a flip.
 
 Speed: per-image ``torchvision.transforms.v2`` takes about 0.35 s for 64 images x (2 + 6)
 crops at 32 px on one core, mostly call overhead. Here crop boxes are drawn exactly as
@@ -80,8 +81,9 @@ class ViewTransform:
             flip = (torch.rand(len(x), generator=g) < 0.5).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
             if photometric:
-                x = P.random_color_jitter(x, g)
-                x = P.random_grayscale(x, g)
+                bri, con, sat, hue = self.spec.color_jitter
+                x = P.random_color_jitter(x, g, self.spec.jitter_p, bri, con, sat, hue)
+                x = P.random_grayscale(x, g, self.spec.grayscale_p)
                 blur_p = torch.tensor([v.blur_p for v in views]).repeat_interleave(b)
                 x = P.random_gaussian_blur(x, g, blur_p, blur_kernel_size(size), self.blur_sigma)
                 solarize_p = torch.tensor([v.solarize_p for v in views]).repeat_interleave(b)

@@ -27,6 +27,9 @@ class ViewSpec:
     n_local: int = 0
     global_scale: tuple[float, float] = (0.4, 1.0)
     local_scale: tuple[float, float] = (0.05, 0.4)
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)  # brightness, contrast, saturation, hue
+    jitter_p: float = 0.8  # colour jitter probability per view (multicrop only)
+    grayscale_p: float = 0.2  # grey view probability (multicrop only)
 
 
 @dataclass

@@ -6,6 +6,8 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from trainer.data import build_view_transform, normalize
+from trainer.data import photometric as P
+from trainer.data.datasets import MEAN, STD
 from trainer.data.multicrop import blur_kernel_size, blur_sigma_range, crop_boxes, random_resized_crop
 from trainer.methods.base import ViewSpec
 
@@ -49,6 +51,28 @@ def test_single_view_crops_and_flips_but_keeps_colours():
     multi = build_view_transform(DINO).batch(img, torch.Generator().manual_seed(0))
     changed = (multi[0] - want.view(1, 3, 1, 1)).abs().amax((1, 2, 3)) > 1e-3
     assert 0.6 < changed.float().mean() < 1.0
+
+
+def _hue_shift(spec: ViewSpec) -> torch.Tensor:
+    """Hue change (turns, in [-0.5, 0.5)) of the first global view of 400 flat orange images."""
+    img = torch.zeros((400, 3, 32, 32), dtype=torch.uint8)
+    img[:, 0], img[:, 1], img[:, 2] = 230, 120, 20
+    view = build_view_transform(spec).batch(img, torch.Generator().manual_seed(0))[0]
+    x01 = view * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)
+    hue = P._rgb_to_hsv(x01.clamp(0, 1))[:, 0].mean((1, 2))
+    hue0 = P._rgb_to_hsv(img[:1].float() / 255)[0, 0, 0, 0]
+    return torch.remainder(hue - hue0 + 0.5, 1.0) - 0.5
+
+
+def test_colour_jitter_is_the_specs():
+    # Only hue jitter, always on, no grey: the hue shift is uniform in [-h, h].
+    paper = _hue_shift(ViewSpec("multicrop", 32, 2, 16, 2, color_jitter=(0, 0, 0, 0.1), jitter_p=1.0, grayscale_p=0))
+    full = _hue_shift(ViewSpec("multicrop", 32, 2, 16, 2, color_jitter=(0, 0, 0, 0.5), jitter_p=1.0, grayscale_p=0))
+    assert paper.abs().max() <= 0.1 + 1e-3
+    assert 0.7 < (full.abs() > 0.1).float().mean() < 0.9  # P(|U(-0.5, 0.5)| > 0.1) = 0.8
+    # No jitter and no grey at all: the first global view (blur only) keeps the flat colour.
+    none = _hue_shift(ViewSpec("multicrop", 32, 2, 16, 2, color_jitter=(0, 0, 0, 0), jitter_p=0.0, grayscale_p=0))
+    assert none.abs().max() < 1e-3
 
 
 def test_crop_boxes_follow_random_resized_crop():
