@@ -6,9 +6,10 @@
 - I-JEPA without EMA (the target is the context encoder under stop-gradient) collapses: RankMe
   of the target features and the target std fall, while the default run keeps them.
 - Both resume exactly (masks are redrawn from (seed, step); the EMA target is checkpointed).
-- The k-NN of each method at random initialisation and at the end is printed, not asserted: at
-  this budget neither lifts shapes k-NN clearly above random initialisation (both about 0.15,
-  chance 0.125; see docs/architecture.md, MAE and I-JEPA).
+- The k-NN of each method (mean patch token) at random initialisation and at the end is
+  printed, not asserted: at this budget neither lifts shapes k-NN clearly above random
+  initialisation (MAE 0.174 -> 0.160, I-JEPA 0.174 -> 0.172; chance 0.125; see
+  docs/architecture.md, MAE and I-JEPA).
 """
 
 import shutil
@@ -100,6 +101,7 @@ def test_ijepa_without_ema_collapses_while_the_default_does_not(ijepa_runs):
     assert rank_off_curve.min() < 0.45 * off["collapse/rankme"][0]
     assert off["collapse/rankme"][1] < 0.7 * on["collapse/rankme"][1]
     assert off["ijepa/target_std"][1] < min(on["ijepa/target_std"][1], off["ijepa/target_std"][0]) - 0.05
+    assert off["ijepa/target_std"][1] < 0.5 * off["ijepa/target_std"][0]  # tokens become alike
     # ... while with EMA they keep them
     assert on["collapse/rankme"][1] > 0.8 * on["collapse/rankme"][0]
     assert on["ijepa/target_std"][1] > 0.97 * on["ijepa/target_std"][0]
