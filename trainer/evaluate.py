@@ -9,30 +9,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from analysis.features import extract
 from analysis.knn import knn_top1
 
 
-@torch.no_grad()
-def encode(encoder: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256,
-           feature: str = "cls") -> torch.Tensor:
-    """Image features (N, D) of normalised images (N, 3, S, S), in eval mode, on CPU.
-
-    ``feature``: "cls" = the [CLS] token (DINO trains it); "pooled" = the mean of the patch
-    tokens, registers excluded (MAE and I-JEPA put their loss on patch tokens).
-    """
-    if feature not in ("cls", "pooled"):
-        raise ValueError(f"k-NN feature '{feature}' is not known; choose cls or pooled")
+def encode(encoder: nn.Module, images: torch.Tensor, device: torch.device, feature: str = "cls") -> torch.Tensor:
+    """Image features (N, D) of normalised images (N, 3, S, S), on CPU: ``feature`` "cls" =
+    the [CLS] token (DINO trains it), "pooled" = the mean patch token (MAE and I-JEPA put their
+    loss on patch tokens). The same extraction as the analysis pages; training mode is kept."""
     was_training = encoder.training
-    encoder.eval()
-    prefix = encoder.num_prefix_tokens
-    feats = []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True)
-        tokens = encoder.forward_features(x)  # (B, prefix + L, D)
-        pooled = tokens[:, 0] if feature == "cls" else tokens[:, prefix:].mean(dim=1)  # (B, D)
-        feats.append(pooled.float().cpu())
+    feats = extract(encoder, images, device=device).get(feature)  # (N, D) numpy, eval mode
     encoder.train(was_training)
-    return torch.cat(feats) if feats else torch.zeros(0, 0)
+    return torch.from_numpy(feats)
 
 
 @torch.no_grad()
