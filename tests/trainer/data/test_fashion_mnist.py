@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.config import Data
-from trainer.data import DataError, build_dataset
+from trainer.data import build_dataset
 from trainer.data.fashion_mnist import CLASSES, DEFAULT_DIR
 
 
@@ -64,39 +64,31 @@ def test_debian_files_hold_70k_images_of_10_balanced_classes():
     assert tr.images.shape[1:] == (32, 32, 3) and len(tr.classes) == 10
 
 
-def _one_line_error(data: Data, split: str = "train") -> str:
-    with pytest.raises(DataError) as e:
-        build_dataset(data, split, 0)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
-
-
-def test_missing_folder_says_how_to_install(tmp_path):
-    msg = _one_line_error(Data(name="fashion-mnist", path=str(tmp_path / "nowhere")))
+def test_missing_folder_says_how_to_install(tmp_path, one_line_error):
+    msg = one_line_error(Data(name="fashion-mnist", path=str(tmp_path / "nowhere")))
     assert "sudo apt-get install dataset-fashion-mnist" in msg and "--data-path" in msg and "nowhere" in msg
 
 
-def test_folder_without_the_files(tmp_path):
-    msg = _one_line_error(Data(name="fashion-mnist", path=str(tmp_path)))
+def test_folder_without_the_files(tmp_path, one_line_error):
+    msg = one_line_error(Data(name="fashion-mnist", path=str(tmp_path)))
     assert "train-images-idx3-ubyte" in msg and "apt-get install" in msg
 
 
-def test_bad_magic_truncated_and_mismatched_files(tmp_path):
+def test_bad_magic_truncated_and_mismatched_files(tmp_path, one_line_error):
     _tiny(tmp_path, gz=False)
     data = Data(name="fashion-mnist", path=str(tmp_path))
     # A labels file where the images file should be: the magic number tells.
     (tmp_path / "train-images-idx3-ubyte").write_bytes((tmp_path / "train-labels-idx1-ubyte").read_bytes())
-    assert "magic number 2049" in _one_line_error(data)
+    assert "magic number 2049" in one_line_error(data)
     # Truncated body.
     _tiny(tmp_path, gz=False)
     raw = (tmp_path / "train-images-idx3-ubyte").read_bytes()
     (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-10])
-    assert "truncated" in _one_line_error(data)
+    assert "truncated" in one_line_error(data)
     # Counts that do not match.
     _tiny(tmp_path, gz=False)
     _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(2, np.uint8))
-    assert "do not match" in _one_line_error(data)
+    assert "do not match" in one_line_error(data)
     # A corrupt gzip.
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
-    assert "cannot read" in _one_line_error(data, "val")
+    assert "cannot read" in one_line_error(data, "val")
