@@ -15,8 +15,9 @@ from analysis.knn import knn_top1
 
 def encode(encoder: nn.Module, images: torch.Tensor, device: torch.device, feature: str = "cls") -> torch.Tensor:
     """Image features (N, D) of normalised images (N, 3, S, S), on CPU: ``feature`` "cls" =
-    the [CLS] token (DINO trains it), "pooled" = the mean patch token (MAE and I-JEPA put their
-    loss on patch tokens). The same extraction as the analysis pages; training mode is kept."""
+    the [CLS] token (DINO trains it), "pooled" = the average-pooled patch tokens (MAE and I-JEPA
+    put their loss on patch tokens; pooled as timm and MAE pool, see ``analysis.features``).
+    The same extraction as the analysis pages; training mode is kept."""
     was_training = encoder.training
     feats = extract(encoder, images, device=device).get(feature)  # (N, D) numpy, eval mode
     encoder.train(was_training)

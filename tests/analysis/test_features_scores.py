@@ -18,8 +18,13 @@ def test_extract_equals_forward_features():
 
     with torch.no_grad():
         tokens = vit.forward_features(normalize(images))
+        # timm's own split: the last block's patch tokens before the final norm
+        last = vit.forward_intermediates(normalize(images), indices=[1], output_fmt="NLC", intermediates_only=True)[0]
+        pooled = vit.norm(last.mean(1))  # average pool, then norm (timm / MAE global_pool='avg')
+    assert len(vit.blocks) == 2 and last.shape == (5, 16, vit.num_features)
     np.testing.assert_allclose(f.cls, tokens[:, 0].numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(f.pooled, tokens[:, 3:].mean(1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f.pooled, pooled.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(f.pooled, tokens[:, 3:].mean(1).numpy(), atol=1e-3)  # not the mean of normed tokens
     np.testing.assert_allclose(f.patches, tokens[:, 3:].numpy(), rtol=1e-5, atol=1e-6)
     assert f.labels.tolist() == [0, 1, 2, 3, 4]
 

@@ -81,7 +81,7 @@ def psnr_masked(pred_pix: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, 
 
 class MAE(Method):
     name = "mae"
-    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their mean (as the paper pools)
+    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their average pool (MAE's global_pool)
     encoder_prefix = "encoder."
 
     def __init__(self, cfg: Config):
