@@ -89,8 +89,8 @@ class Dino:
     brightness_jitter: float = 0.4  # brightness factor in [1 - a, 1 + a] (paper: 0.4)
     contrast_jitter: float = 0.4  # contrast factor in [1 - a, 1 + a] (paper: 0.4)
     saturation_jitter: float = 0.8  # saturation factor in [1 - a, 1 + a] (paper: 0.2)
-    hue_jitter: float = 0.5  # hue shift in [-a, a] turns (paper: 0.1). shapes paints its objects at random
-    #   hues: with 0.1 two crops share a hue and DINO learns colour instead of shape (0.5 = any hue)
+    hue_jitter: float = 0.5  # hue shift in [-a, a] turns (paper: 0.1). When shapes painted its objects in
+    #   saturated random hues, two crops shared a hue at 0.1 and DINO learnt colour, not shape (0.5 = any hue)
     grayscale_p: float = 0.3  # probability of a grey view (paper: 0.2)
     sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations (DINOv2: 3)
 
@@ -122,8 +122,11 @@ class Ijepa:
     loss: str = "smooth_l1"  # smooth_l1 | l2
     ema: bool = True  # False: the target is the context encoder under stop-gradient
     momentum: float = 0.996  # target-encoder EMA at step 0, cosine-increased to 1
-    reg: str = "none"  # none | koleo | variance: anti-collapse regulariser on context features
-    reg_weight: float = 0.0  # weight of that regulariser
+    reg: str = "koleo"  # none | koleo | variance: anti-collapse regulariser on pooled context features
+    #   (the paper has none). On CPU budgets the EMA alone keeps the targets from collapsing but
+    #   lets them shrink to a few directions (RankMe ~4 of 64): k-NN on shapes 0.17 -> 0.17-0.23
+    #   after 750 steps; KoLeo keeps them spread: 0.17 -> 0.26-0.30 (docs/architecture.md)
+    reg_weight: float = 0.3  # weight of that regulariser (KoLeo 0.1: +1 point, 1.0: no better than 0.3)
 
 
 @dataclass(frozen=True)

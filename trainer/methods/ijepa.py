@@ -64,7 +64,7 @@ def feature_std(z: torch.Tensor) -> torch.Tensor:
 
 class IJEPA(Method):
     name = "ijepa"
-    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their mean (as the paper pools)
+    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their average pool (as the paper evaluates)
     encoder_prefix = "target_encoder."  # "context_encoder." when ema is off (set per instance)
 
     def __init__(self, cfg: Config):
