@@ -18,7 +18,7 @@ from trainer.store import read_metric
 pytestmark = pytest.mark.slow
 
 # A small ViT on 16 px shapes: each arm trains in well under a minute on 2 cores. The arms bring
-# the paper's setting (its augmentations, no KoLeo: trainer.__main__.FIG7).
+# the study's shared setting (weak KoLeo: trainer.__main__.FIG7).
 STUDY = [
     "data.image_size=16", "model.preset=custom", "model.embed_dim=64", "model.depth=3", "model.num_heads=2",
     "dino.n_local=4", "dino.hidden_dim=256", "data.batch_size=64", "optim.steps=300", "run.eval_every=150",
