@@ -1,15 +1,15 @@
 """MAE and I-JEPA end to end on CPU, through the real loop and store.
 
 - MAE's masked-patch loss on held-out images ends well below that of filling each masked patch
-  with a flat colour (the mean colour of the image's visible patches); the oracle flat colour
-  (each hidden patch's own mean colour) is printed for reference.
-- I-JEPA without EMA (the target is the context encoder under stop-gradient) collapses: RankMe
-  of the target features and the target std fall, while the default run keeps them.
+  with a flat mean colour: the dataset's mean colour at that patch, or the mean colour of the
+  image's visible patches. The oracle that knows each hidden patch's own mean colour is printed,
+  not asserted: at this budget MAE does not beat it (docs/architecture.md).
+- I-JEPA without EMA (the target is the context encoder under stop-gradient, no regulariser)
+  collapses: RankMe of the target features and the target std fall, while the same run with EMA
+  keeps them, and so does the default run (EMA and KoLeo).
 - Both resume exactly (masks are redrawn from (seed, step); the EMA target is checkpointed).
-- The k-NN of each method (mean patch token) at random initialisation and at the end is
-  printed, not asserted: at this budget neither lifts shapes k-NN clearly above random
-  initialisation (MAE 0.174 -> 0.160, I-JEPA 0.174 -> 0.172; chance 0.125; see
-  docs/architecture.md, MAE and I-JEPA).
+- Each method's online k-NN (average-pooled patch tokens, 1,000 queries) ends clearly above the
+  same backbone at random initialisation (step 0 of the same run).
 """
 
 import shutil
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.trainer.knn_lift import assert_knn_lift
 from trainer.config import Config
 from trainer.data import build_dataset, eval_tensor
 from trainer.data.masking import step_generator
@@ -29,9 +30,11 @@ from trainer.store import list_checkpoints, load_checkpoint, read_metric
 # A small ViT (width 64, 3 blocks) on 32 px shapes (an 8 x 8 patch grid: 16 patches visible to
 # MAE; room for I-JEPA's 4 target blocks beside a context). Sections mae / ijepa keep their defaults.
 SMALL = ["model.preset=custom", "model.embed_dim=64", "model.depth=3", "model.num_heads=2", "data.image_size=32",
-         "data.batch_size=64", "data.num_val=500", "data.num_workers=0", "run.log_every=10"]
-MAE = SMALL + ["run.method=mae", "optim.steps=500", "run.eval_every=500", "run.ckpt_every=500"]
-IJEPA = SMALL + ["run.method=ijepa", "optim.steps=250", "run.eval_every=250", "run.ckpt_every=250"]
+         "data.batch_size=64", "data.num_val=1000", "data.num_workers=0", "run.log_every=10"]
+MAE = SMALL + ["run.method=mae", "optim.steps=1000", "run.eval_every=500", "run.ckpt_every=1000"]
+IJEPA = SMALL + ["run.method=ijepa", "optim.steps=500", "run.eval_every=250", "run.ckpt_every=500"]
+IJEPA_SHORT = SMALL + ["run.method=ijepa", "optim.steps=250", "run.eval_every=250", "run.ckpt_every=250",
+                       "ijepa.reg=none"]  # the paper's I-JEPA: nothing but the EMA against collapse
 
 
 def _final(run_dir, name, last=3):
@@ -56,14 +59,17 @@ def mae_run(tmp_path_factory):
 def ijepa_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ijepa")
     return {"ijepa": _train(root, "ijepa", IJEPA),
-            "ijepa-no-ema": _train(root, "ijepa-no-ema", IJEPA + ["ijepa.ema=false"])}
+            "ijepa-no-reg": _train(root, "ijepa-no-reg", IJEPA_SHORT),
+            "ijepa-no-ema": _train(root, "ijepa-no-ema", IJEPA_SHORT + ["ijepa.ema=false"])}
 
 
-@pytest.mark.slow
-def test_mae_masked_loss_falls_well_below_a_flat_colour_per_patch(mae_run):
-    method, cfg, _ = load_method(mae_run)
+def _held_out_losses(run_dir):
+    """Masked-patch loss of the trained MAE on 500 held-out images and of three flat-colour
+    predictors under the same masks, all in the loss's own target space."""
+    method, cfg, _ = load_method(run_dir)
     val = build_dataset(cfg.data, "val", cfg.run.seed)
     imgs = eval_tensor(val)[:500]
+    train_imgs = eval_tensor(build_dataset(cfg.data, "train", cfg.run.seed))
     p = method.patch_size
     with torch.no_grad():
         loss, _, mask, _ = method.forward_parts(imgs, step_generator(cfg.run.seed, 10_000))
@@ -71,28 +77,46 @@ def test_mae_masked_loss_falls_well_below_a_flat_colour_per_patch(mae_run):
         colours = target.reshape(*target.shape[:2], p * p, 3)  # (N, L, pixels, RGB)
         visible = (1 - mask)[..., None, None]
         visible_mean = (colours * visible).sum(dim=(1, 2), keepdim=True) / (visible.sum(dim=1, keepdim=True) * p * p)
-        flat = masked_mse(visible_mean.expand_as(colours).reshape(target.shape), target, mask)
-        oracle = masked_mse(colours.mean(dim=2, keepdim=True).expand_as(colours).reshape(target.shape), target, mask)
+        train_t = pixel_targets(train_imgs, p, cfg.mae.norm_pix_loss)
+        dataset_mean = train_t.reshape(*train_t.shape[:2], p * p, 3).mean(dim=(0, 2), keepdim=True)  # (1, L, 1, 3)
+
+        def flat(c):  # a flat colour per patch, (N or 1, L or 1, 1, 3) -> loss
+            return float(masked_mse(c.expand_as(colours).reshape(target.shape), target, mask))
+
+        return {"mae": float(loss), "dataset mean at the patch": flat(dataset_mean),
+                "visible mean": flat(visible_mean), "own mean (oracle)": flat(colours.mean(dim=2, keepdim=True))}
+
+
+@pytest.mark.slow
+def test_mae_masked_loss_falls_well_below_a_flat_colour_per_patch(mae_run):
+    f = _held_out_losses(mae_run)
     psnr = read_metric(mae_run, "mae/psnr_masked")[1]
-    knn = read_metric(mae_run, "eval/knn_top1")[1]
-    print(f"\nMAE held-out masked MSE {loss:.4f}; visible-mean flat colour {flat:.4f} (ratio {loss / flat:.2f}); "
-          f"oracle own mean colour {oracle:.4f}; train PSNR {psnr[0]:.1f} -> {psnr[-1]:.1f} dB; "
-          f"k-NN init {knn[0]:.3f} -> final {knn[-1]:.3f}")
-    assert loss < 0.75 * flat
+    print("\nMAE held-out masked loss " + ", ".join(f"{k} {v:.4f}" for k, v in f.items())
+          + f"; train PSNR {psnr[0]:.1f} -> {psnr[-1]:.1f} dB")
+    assert f["mae"] < 0.75 * f["dataset mean at the patch"]
+    assert f["mae"] < 0.5 * f["visible mean"]
     assert _final(mae_run, "mae/loss") < 0.5 * _first(mae_run, "mae/loss")
 
 
 @pytest.mark.slow
-def test_ijepa_without_ema_collapses_while_the_default_does_not(ijepa_runs):
+def test_mae_knn_ends_clearly_above_random_init(mae_run):
+    assert_knn_lift(mae_run, "MAE (1,000 steps)")
+
+
+@pytest.mark.slow
+def test_ijepa_knn_ends_clearly_above_random_init(ijepa_runs):
+    assert_knn_lift(ijepa_runs["ijepa"], "I-JEPA (500 steps)")
+
+
+@pytest.mark.slow
+def test_ijepa_without_ema_collapses_while_with_ema_it_does_not(ijepa_runs):
     fig = {}
-    for arm in ("ijepa", "ijepa-no-ema"):
+    for arm in ("ijepa", "ijepa-no-reg", "ijepa-no-ema"):
         rd = ijepa_runs[arm]
-        knn = read_metric(rd, "eval/knn_top1")[1]
         fig[arm] = {n: (_first(rd, n), _final(rd, n)) for n in
                     ("collapse/rankme", "ijepa/target_std", "collapse/std_l2", "ijepa/loss")}
-        print(f"\n{arm:13s} " + " ".join(f"{n.split('/')[1]} {a:.3f}->{b:.3f}" for n, (a, b) in fig[arm].items())
-              + f" k-NN init {knn[0]:.3f} -> final {knn[-1]:.3f}")
-    on, off = fig["ijepa"], fig["ijepa-no-ema"]
+        print(f"\n{arm:13s} " + " ".join(f"{n.split('/')[1]} {a:.3f}->{b:.3f}" for n, (a, b) in fig[arm].items()))
+    on, off = fig["ijepa-no-reg"], fig["ijepa-no-ema"]
     _, rank_off_curve = read_metric(ijepa_runs["ijepa-no-ema"], "collapse/rankme")
     print(f"ijepa-no-ema lowest RankMe {rank_off_curve.min():.2f} at step "
           f"{read_metric(ijepa_runs['ijepa-no-ema'], 'collapse/rankme')[0][rank_off_curve.argmin()]}")
@@ -102,9 +126,10 @@ def test_ijepa_without_ema_collapses_while_the_default_does_not(ijepa_runs):
     assert off["collapse/rankme"][1] < 0.7 * on["collapse/rankme"][1]
     assert off["ijepa/target_std"][1] < min(on["ijepa/target_std"][1], off["ijepa/target_std"][0]) - 0.05
     assert off["ijepa/target_std"][1] < 0.5 * off["ijepa/target_std"][0]  # tokens become alike
-    # ... while with EMA they keep them
-    assert on["collapse/rankme"][1] > 0.8 * on["collapse/rankme"][0]
-    assert on["ijepa/target_std"][1] > 0.97 * on["ijepa/target_std"][0]
+    # ... while with EMA (everything else equal) they keep them, as does the default run
+    for arm in ("ijepa-no-reg", "ijepa"):
+        assert fig[arm]["collapse/rankme"][1] > 0.8 * fig[arm]["collapse/rankme"][0], arm
+        assert fig[arm]["ijepa/target_std"][1] > 0.97 * fig[arm]["ijepa/target_std"][0], arm
 
 
 TINY = ["model.preset=custom", "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "data.image_size=32",
