@@ -48,7 +48,7 @@ def embeddings(target: str, step: int | None, src) -> None:
                          help="First images of the train split; UMAP of 5,000 takes a few seconds once, "
                               "then it is cached.")
     feature = c3.segmented_control("Feature", ["cls", "pooled"], default="cls", key="emb_feature",
-                                   help="[CLS] token or mean of the patch tokens") or "cls"
+                                   help="[CLS] token, or the patch tokens averaged, then normed (timm, MAE)") or "cls"
     with st.spinner(f"{how} of the features (cached after the first time)..."):
         e = source_embedding(src, "train", how.lower(), feature=feature, max_points=n, seed=0)
         images, _, _, classes = models.split_images(target, step, "train", n)
