@@ -114,7 +114,7 @@ _DOCS = [
               "mae/psnr_masked on the fixed probe images with fixed masks: comparable across steps.", "rising."),
     MetricDoc("ijepa/reg", "I-JEPA anti-collapse regulariser",
               r"\text{KoLeo or } \frac1D\sum_d \max(0, 1 - \mathrm{std}(z_d))",
-              "The optional regulariser on the context features (ijepa.reg, ijepa.reg_weight).",
+              "The regulariser on the pooled context features (ijepa.reg: KoLeo at 0.3 by default; none in the paper).",
               "small and steady.", "large: the features are bunching up.",
               "ijepa.reg=variance with ijepa.reg_weight=1 when running without EMA."),
     MetricDoc("ijepa/pred_cosine_probe", "Prediction cosine (probe batch)",
