@@ -2,8 +2,9 @@
 
 - MAE's masked-patch loss on held-out images ends well below that of filling each masked patch
   with a flat mean colour: the dataset's mean colour at that patch, or the mean colour of the
-  image's visible patches. The oracle that knows each hidden patch's own mean colour is printed,
-  not asserted: at this budget MAE does not beat it (docs/architecture.md).
+  image's visible patches. The oracle that is given each hidden patch's own mean colour is
+  beaten where it makes its error (the variation around that mean: edges, texture), not in
+  total: MAE must infer the means it is given (docs/architecture.md).
 - I-JEPA without EMA (the target is the context encoder under stop-gradient, no regulariser)
   collapses: RankMe of the target features and the target std fall, while the same run with EMA
   keeps them, and so does the default run (EMA and KoLeo).
@@ -64,15 +65,16 @@ def ijepa_runs(tmp_path_factory):
 
 
 def _held_out_losses(run_dir):
-    """Masked-patch loss of the trained MAE on 500 held-out images and of three flat-colour
-    predictors under the same masks, all in the loss's own target space."""
+    """Masked-patch loss of the trained MAE on 500 held-out images, its two parts (mean colour,
+    variation around it) and the loss of three flat-colour predictors under the same masks, all
+    in the loss's own target space."""
     method, cfg, _ = load_method(run_dir)
     val = build_dataset(cfg.data, "val", cfg.run.seed)
     imgs = eval_tensor(val)[:500]
     train_imgs = eval_tensor(build_dataset(cfg.data, "train", cfg.run.seed))
     p = method.patch_size
     with torch.no_grad():
-        loss, _, mask, _ = method.forward_parts(imgs, step_generator(cfg.run.seed, 10_000))
+        loss, pred, mask, _ = method.forward_parts(imgs, step_generator(cfg.run.seed, 10_000))
         target = pixel_targets(imgs, p, cfg.mae.norm_pix_loss)  # (N, L, p*p*3), what the loss scores
         colours = target.reshape(*target.shape[:2], p * p, 3)  # (N, L, pixels, RGB)
         visible = (1 - mask)[..., None, None]
@@ -80,11 +82,23 @@ def _held_out_losses(run_dir):
         train_t = pixel_targets(train_imgs, p, cfg.mae.norm_pix_loss)
         dataset_mean = train_t.reshape(*train_t.shape[:2], p * p, 3).mean(dim=(0, 2), keepdim=True)  # (1, L, 1, 3)
 
+        def part(a, b):  # masked MSE of a against b, each broadcastable to (N, L, pixels, 3)
+            return float(masked_mse(*(x.expand_as(colours).reshape(target.shape) for x in (a, b)), mask))
+
         def flat(c):  # a flat colour per patch, (N or 1, L or 1, 1, 3) -> loss
-            return float(masked_mse(c.expand_as(colours).reshape(target.shape), target, mask))
+            return part(c, colours)
+
+        # MAE's error per patch = the error of its mean colour + the error of its variation around
+        # that mean (orthogonal parts). The oracle is given the true mean and predicts no
+        # variation, so its error is the truth's within-patch variation alone.
+        own_mean = colours.mean(dim=2, keepdim=True)  # (N, L, 1, 3)
+        pred_colours = pred.float().reshape(colours.shape)
+        pred_mean = pred_colours.mean(dim=2, keepdim=True)
 
         return {"mae": float(loss), "dataset mean at the patch": flat(dataset_mean),
-                "visible mean": flat(visible_mean), "own mean (oracle)": flat(colours.mean(dim=2, keepdim=True))}
+                "visible mean": flat(visible_mean), "own mean (oracle)": flat(own_mean),
+                "mae's mean-colour error": part(pred_mean, own_mean),
+                "mae's error around the mean": part(pred_colours - pred_mean, colours - own_mean)}
 
 
 @pytest.mark.slow
@@ -95,6 +109,11 @@ def test_mae_masked_loss_falls_well_below_a_flat_colour_per_patch(mae_run):
           + f"; train PSNR {psnr[0]:.1f} -> {psnr[-1]:.1f} dB")
     assert f["mae"] < 0.75 * f["dataset mean at the patch"]
     assert f["mae"] < 0.5 * f["visible mean"]
+    assert abs(f["mae's mean-colour error"] + f["mae's error around the mean"] - f["mae"]) < 1e-3 * f["mae"]
+    # the oracle is given each hidden patch's mean colour and fills it flat; around the mean MAE's
+    # predicted detail (object edges, texture) beats that flat fill: it reconstructs shapes, not
+    # just colours. Its total stays above the oracle's: it must infer every mean (docs/architecture.md)
+    assert f["mae's error around the mean"] < 0.9 * f["own mean (oracle)"]
     assert _final(mae_run, "mae/loss") < 0.5 * _first(mae_run, "mae/loss")
 
 
