@@ -1,7 +1,13 @@
 """Command line: ``python -m trainer train | resume | ablate | demo``.
 
 Every bad value is refused before training starts with one line naming the field, the value
-and what is allowed (exit code 2); ``--help`` on each command says what to try.
+and what is allowed; ``--help`` on each command says what to try.
+
+Exit codes: 0 finished; 1 the run failed while training (diverged, disk full, out of memory;
+the run is marked ``failed`` and its last good checkpoint kept); 2 bad input, refused before
+training (bad config value, data, run name, runs directory, or a run another process is
+writing); 128 + signal when a signal stopped the run after its checkpoint (130 Ctrl-C /
+SIGINT, 143 SIGTERM, e.g. the dashboard's Stop).
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     r = sub.add_parser("resume", help="continue a stopped, killed or failed run from its last checkpoint")
     r.add_argument("run_dir", help="the run folder, e.g. runs/dino-shapes-20260101-120000")
+    r.add_argument("--step", type=int, help="resume from the checkpoint at this step instead of the newest "
+                   "(later checkpoints and metric rows are dropped)")
     a = sub.add_parser("ablate", help="run an ablation grid as one group, everything else equal")
     a.add_argument("study", choices=tuple(ABLATIONS), help="centering-sharpening: the 2 x 2 grid of DINO's Fig. 7 "
                    "(centering alone -> uniform collapse, sharpening alone -> one-hot collapse), with the "
@@ -165,8 +173,9 @@ def demo_configs(steps: int, runs_dir: str | None) -> list[Config]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from trainer.data.datasets import DataError
+    from trainer.loop import RunStopped
     from trainer.runtime import DeviceError
-    from trainer.store import StoreError
+    from trainer.store import StoreError, StoreWriteError
 
     try:
         if args.command == "train":
@@ -180,18 +189,31 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(args.run_dir)
             if not run_dir.is_dir():
                 raise ConfigError(f"run folder '{run_dir}' does not exist; list runs with: ls runs/")
-            print(f"run written to {resume(run_dir, progress=True)}")
+            print(f"run written to {resume(run_dir, progress=True, step=args.step)}")
         elif args.command == "ablate":
             base = config_from_args(args, method="dino")
             group = args.group or f"{args.study}-{time.strftime('%Y%m%d-%H%M%S')}"
             return 1 if run_many(ablation_configs(base, args.study, group), args.parallel) else 0
         elif args.command == "demo":
             return 1 if run_many(demo_configs(args.steps, args.runs_dir), args.parallel) else 0
+    except RunStopped as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:  # before the loop's own handler was installed: nothing was written
+        print("interrupted before training started; no run was written", file=sys.stderr)
+        return 130
+    except StoreWriteError as e:  # raised inside a run (disk full): the run is marked failed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ConfigError, DataError, StoreError, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:
         print(f"error: training diverged: {e}. Lower --set optim.lr or raise optim.warmup_steps", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory; lower data.batch_size, data.image_size, data.num_train or the model size",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -4,15 +4,19 @@
         schedules[it] -> optimiser;  loss, stats = method(batch, it);  backward;  clip;
         optimiser step;  method.after_step(it) (EMA);  log / evaluate / checkpoint
 
-Non-finite losses stop the run (status ``failed`` with the step and reason; the last good
-checkpoint stays). SIGTERM / Ctrl-C checkpoint and mark the run ``stopped``; ``resume()``
-continues the same run, curves included.
+Everything that can fail on a bad config (model, schedules, loader) is set up before the run
+folder is created, so a failed start leaves nothing behind. Non-finite losses stop the run
+(status ``failed`` with the step and reason; the last good checkpoint stays); so does a store
+that can no longer be written (a full disk). SIGTERM / Ctrl-C checkpoint, mark the run
+``stopped`` and raise :class:`RunStopped`; ``resume()`` continues the same run, curves included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -20,16 +24,25 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer.checkpoint import restore_training_state, save_training_state
+from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
 from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
 from trainer.evaluate import knn_eval
+from trainer.lock import RunLock
 from trainer.methods import Method, build_method
 from trainer.models.backbone import param_groups
 from trainer.progress import Progress
 from trainer.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
 from trainer.schedules import cosine_schedule
-from trainer.store import RunWriter, default_runs_dir
+from trainer.store import (
+    CheckpointInfo,
+    RunWriter,
+    StoreError,
+    check_new_run,
+    default_runs_dir,
+    list_checkpoints,
+    lock_run,
+)
 
 KNN_BANK_MAX = 2000  # train images in the online k-NN memory bank (keeps evaluation ~seconds on CPU)
 
@@ -39,9 +52,22 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.reason = ""
+        self.signum = 0
 
     def __call__(self, signum: int, _frame: object) -> None:
+        self.signum = signum
         self.reason = f"stopped by signal {signal.Signals(signum).name}"
+
+
+class RunStopped(Exception):
+    """The run was stopped by a signal after saving a checkpoint and marking itself
+    ``stopped``; ``exit_code`` is the shell's 128 + signal (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, run_dir: Path, signum: int, step: int):
+        self.run_dir, self.signum, self.step = run_dir, signum, step
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}, checkpoint saved; "
+                         f"continue with: python -m trainer resume {run_dir}")
 
 
 def new_run_id(cfg: Config) -> str:
@@ -49,44 +75,60 @@ def new_run_id(cfg: Config) -> str:
 
 
 def train(cfg: Config, progress: bool = False) -> Path:
-    """Train a new run from ``cfg`` (validated here); returns the run folder."""
+    """Train a new run from ``cfg`` (validated here); returns the run folder. Raises
+    :class:`RunStopped` when a signal stopped it."""
     cfg = cfg.validate()
     rt = setup_runtime(cfg.run.device)
-    data = _datasets(cfg)  # bad data fails here, before a run folder exists
     root = Path(cfg.run.runs_dir) if cfg.run.runs_dir else default_runs_dir()
     run_id = new_run_id(cfg)
-    writer = RunWriter.create(root, run_id, cfg.to_dict(), cfg.run.method, cfg.run.group) if rt.is_main else None
-    return _run(cfg, rt, writer, root / run_id, data, resume_from=None, progress=progress)
+    if rt.is_main:  # an unwritable store or a taken name is refused before the data loads
+        check_new_run(root, run_id)
+    data = _datasets(cfg)  # bad data fails here, before a run folder exists
+    return _run(cfg, rt, root / run_id, data, resume_from=None, progress=progress)
 
 
-def resume(run_dir: Path | str, progress: bool = False) -> Path:
-    """Continue a run from its latest checkpoint: same config, step, optimiser, schedules,
-    EMA teacher / target encoder and DINO centre."""
+def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
+    """Continue a run from its latest checkpoint (or the one at ``step``): same config, step,
+    optimiser, schedules, EMA teacher / target encoder and DINO centre. A newest checkpoint
+    that cannot be restored is skipped for the one before (said on stderr and in the events).
+    Refused while another process writes the run."""
     from trainer.models.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    ck = pick_checkpoint(run_dir)
     rt = setup_runtime(cfg.run.device)
-    data = _datasets(cfg)
-    writer = RunWriter.reopen(run_dir) if rt.is_main else None
-    if writer is not None:
-        writer.truncate_after(ck.step)
-        writer.log_event(ck.step, "info", f"resumed from step {ck.step}")
-    return _run(cfg, rt, writer, run_dir, data, resume_from=ck, progress=progress)
+    lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
+    try:
+        candidates = [pick_checkpoint(run_dir, step)] if step is not None else list_checkpoints(run_dir)
+        if not candidates:
+            pick_checkpoint(run_dir)  # raises "has no checkpoint yet"
+        data = _datasets(cfg)
+        return _run(cfg, rt, run_dir, data, resume_from=candidates, progress=progress, lock=lock)
+    finally:
+        if lock is not None:
+            lock.release()  # a no-op once the writer has closed it
 
 
 def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
-    return build_dataset(cfg.data, "train", cfg.run.seed), build_dataset(cfg.data, "val", cfg.run.seed)
+    data = build_dataset(cfg.data, "train", cfg.run.seed), build_dataset(cfg.data, "val", cfg.run.seed)
+    for split, ds in zip(("train", "val"), data):
+        if ds.skipped:  # junk or refused images in a user's folder: say which and why
+            why = "; ".join(ds.skipped_reasons or ds.skipped_examples)
+            print(f"warning: {ds.skipped} files of the {split} split were skipped, e.g. {why}", file=sys.stderr)
+    return data
 
 
-def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
-         data: tuple[ImageDataset, ImageDataset], resume_from, progress: bool) -> Path:
+def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, ImageDataset],
+         resume_from: list[CheckpointInfo] | None, progress: bool, lock: RunLock | None = None) -> Path:
     o, r = cfg.optim, cfg.run
+    # --- set-up: everything that can fail on a bad config runs before the run is written ---
     seed_everything(r.seed)  # same init on every rank; data and masks are seeded per rank
     method: Method = build_method(cfg).to(rt.device)
     opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=(o.beta1, o.beta2))
-    start = restore_training_state(resume_from, method, opt) if resume_from is not None else 0
+    start, skipped = 0, []
+    if resume_from is not None:
+        ck, skipped = restore_newest_good(resume_from, method, opt)
+        start = ck.step
     model = DistributedDataParallel(method) if rt.distributed else method
     lr_schedule = cosine_schedule(o.lr, o.min_lr, o.steps, o.warmup_steps)
     wd_schedule = cosine_schedule(o.weight_decay, o.weight_decay_end, o.steps)
@@ -101,6 +143,8 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
     probe_images = eval_tensor(probe_ds)[: r.probe_size].to(rt.device)
     images_per_step = cfg.data.batch_size * rt.world_size
 
+    writer: RunWriter | None = None
+
     def epoch(step: int) -> float:
         return step * images_per_step / max(len(train_ds), 1)
 
@@ -114,19 +158,32 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
         writer.save_probe(step, arrays)
         writer.log_scalars(step, epoch(step), {"eval/knn_top1": knn, **pstats})
 
+    saved = [start if resume_from is not None else -1]
+
     def checkpoint(step: int) -> None:
-        if writer is not None:
+        if writer is not None and saved[0] != step:  # a stop right after a periodic save saves once
             save_training_state(writer, step, method, opt, keep=r.keep_ckpts)
             writer.set_progress(step)
+            saved[0] = step
 
     stop = _StopFlag()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if rt.is_main else {}
     bar = Progress(o.steps, start, enabled=progress and rt.is_main)
-    if start == 0:
-        evaluate(0)  # the random-initialisation reference for every curve
     params = method.trainable_parameters()
     step, t_last, n_last = start, time.perf_counter(), start
     try:
+        if rt.is_main:  # the run folder appears only now, after every set-up step has worked
+            if resume_from is None:
+                writer = RunWriter.create(run_dir.parent, run_dir.name, cfg.to_dict(), r.method, r.group)
+            else:
+                writer = RunWriter.reopen(run_dir, lock=lock)
+                for line in skipped:
+                    print(f"warning: checkpoint {line}; resuming from step {start} instead", file=sys.stderr)
+                    writer.log_event(start, "warning", f"checkpoint {line}; resumed from step {start} instead")
+                writer.truncate_after(start)
+                writer.log_event(start, "info", f"resumed from step {start}")
+        if start == 0:
+            evaluate(0)  # the random-initialisation reference for every curve
         for it in range(start, o.steps):
             batch = next(loader).to(rt.device)
             for group in opt.param_groups:
@@ -170,18 +227,25 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
                 if writer is not None:
                     writer.log_event(step, "warning", stop.reason)
                     writer.set_status("stopped", stop.reason)
-                return run_dir
+                raise RunStopped(run_dir, stop.signum, step)
         if writer is not None:
             writer.set_status("finished")
+    except RunStopped:
+        raise
     except FloatingPointError as e:
         if writer is not None:  # keep the last good checkpoint; say where and why it broke
-            writer.log_event(step, "error", str(e))
-            writer.set_status("failed", f"{e}; the last good checkpoint is kept")
+            with contextlib.suppress(StoreError):
+                writer.log_event(step, "error", str(e))
+            with contextlib.suppress(StoreError):
+                writer.set_status("failed", f"{e}; the last good checkpoint is kept")
         raise
     except BaseException as e:
-        if writer is not None:
-            writer.log_event(step, "error", f"{type(e).__name__}: {e}")
-            writer.set_status("failed", f"{type(e).__name__}: {e}")
+        if writer is not None:  # e.g. a full disk: record why, as far as the disk lets us
+            reason = str(e) if isinstance(e, StoreError) else f"{type(e).__name__}: {e}"
+            with contextlib.suppress(StoreError):
+                writer.log_event(step, "error", reason)
+            with contextlib.suppress(StoreError):
+                writer.set_status("failed", reason)
         raise
     finally:
         bar.close()
