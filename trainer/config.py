@@ -252,6 +252,15 @@ class Config:
         ]:
             if v < lo:
                 raise ConfigError(f"{key}={v} is too small; it must be >= {lo}")
+            if v > _MAX.get(key, _MAX_INT):
+                raise ConfigError(f"{key}={v} is too large; it must be <= {_MAX.get(key, _MAX_INT)}")
+        if not 0 <= r.seed <= _MAX_INT:
+            raise ConfigError(f"run.seed={r.seed} is out of range; it must lie in [0, {_MAX_INT}]")
+        if d.name == "shapes" and (d.num_train + d.num_val) * d.image_size ** 2 * 3 > MAX_DATASET_BYTES:
+            need = (d.num_train + d.num_val) * d.image_size ** 2 * 3 / 2**30
+            raise ConfigError(f"data.num_train + data.num_val = {d.num_train + d.num_val} shapes of {d.image_size} px "
+                              f"would need {need:.0f} GB of memory (at most {MAX_DATASET_BYTES >> 30} GB); "
+                              "lower data.num_train or data.image_size")
         # (key, value, low, high, closed) -- closed: the high end is allowed
         for key, v, lo, hi, closed in [
             ("mae.mask_ratio", self.mae.mask_ratio, 0.0, 1.0, False),
@@ -318,6 +327,15 @@ class Config:
                               f"dino.local_scale_max={self.dino.local_scale_max}")
         if d.name == "folder" and not d.path:
             raise ConfigError("data.name=folder needs data.path, e.g. --data folder --data-path ~/pictures")
+        for key, v in [(f"{sec.name}.{f.name}", getattr(getattr(self, sec.name), f.name))
+                       for sec in fields(self) for f in fields(getattr(self, sec.name))]:
+            if isinstance(v, str) and ("\0" in v or len(v) > MAX_TEXT):
+                raise ConfigError(f"{key} is {len(v)} characters long or holds a NUL byte; "
+                                  f"give at most {MAX_TEXT} characters of text")
+        for key, v in [("run.name", r.name), ("run.group", r.group)]:
+            if len(v) > MAX_NAME:
+                raise ConfigError(f"{key} is {len(v)} characters long; at most {MAX_NAME} are allowed "
+                                  "(it names a folder)")
         if r.name and not _safe_name(r.name):
             raise ConfigError(f"run.name='{r.name}' may use letters, digits, '-', '_' and '.' only")
         if r.group and not _safe_name(r.group):
@@ -326,6 +344,24 @@ class Config:
 
 
 _SECTIONS = tuple(f.name for f in fields(Config))
+
+# Upper limits: far above any sensible value, low enough that nothing overflows or tries to
+# allocate terabytes before the first step (a step count sizes the per-step schedule arrays).
+_MAX_INT = 2**63 - 1
+MAX_STEPS = 10_000_000  # 80 MB per float64 schedule array
+MAX_DATASET_BYTES = 16 << 30  # generated images held in memory
+MAX_NAME = 100  # run and group names are folder names (most file systems allow 255 bytes)
+MAX_TEXT = 4096  # any other text field (paths)
+_MAX = {
+    "data.image_size": 4096, "data.batch_size": 1 << 16, "data.num_workers": 256, "data.num_train": 1 << 31,
+    "data.num_val": 1 << 31, "model.patch_size": 4096, "model.embed_dim": 1 << 14, "model.depth": 1024,
+    "model.num_heads": 1024, "model.reg_tokens": 1024, "optim.steps": MAX_STEPS, "optim.warmup_steps": MAX_STEPS,
+    "dino.out_dim": 1 << 20, "dino.hidden_dim": 1 << 16, "dino.bottleneck_dim": 1 << 14, "dino.n_local": 64,
+    "dino.teacher_temp_warmup_steps": MAX_STEPS, "dino.freeze_last_layer_steps": MAX_STEPS,
+    "dino.sinkhorn_iters": 10_000, "mae.decoder_dim": 1 << 14, "mae.decoder_depth": 1024,
+    "mae.decoder_heads": 1024, "ijepa.pred_dim": 1 << 14, "ijepa.pred_depth": 1024, "ijepa.num_targets": 256,
+    "ijepa.min_context": 1 << 24, "run.knn_k": 1 << 20, "run.probe_size": 4096,
+}
 
 # (patch, width, depth, heads) per preset; "custom" reads the Model fields.
 _PRESET_SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -392,7 +428,7 @@ def _parse(key: str, value: Any, typ: Any) -> Any:
             if not isinstance(value, (str, int, float)):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int("1e400") = int(inf)
         pass
     else:
         return value
