@@ -38,7 +38,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     images: (N, S, S, 3) uint8; labels: (N,) int64, -1 where unlabelled; classes: names of
     labels 0..C-1; masks: (N, S, S) bool object masks (shapes only); skipped: files that
-    could not be read (folder only), a few of their names in ``skipped_examples``.
+    could not be read (folder only), a few of their names in ``skipped_examples`` and of the
+    images refused, "name: reason", in ``skipped_reasons``.
     """
 
     images: np.ndarray
@@ -48,6 +49,7 @@ class ImageDataset(torch.utils.data.Dataset):
     masks: np.ndarray | None = None
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
+    skipped_reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n, h, w, c = self.images.shape

@@ -8,10 +8,12 @@ Otherwise the split is drawn from the seed: ``num_val`` files (0 = a tenth; neve
 fifth) go to validation, the rest to training, in a seeded order so ``num_train`` takes a
 class-mixed subset.
 
-A file counts as an image if its extension says so AND PIL decodes it. Anything else (text,
-zero-byte or truncated files) is skipped and counted, never a crash; only a folder with no
-readable image at all is an error. Images are centre-cropped to a square and resized to
-``data.image_size`` (JPEGs decode straight at a reduced scale via ``draft``).
+A file counts as an image if its extension says so AND it decodes (``trainer.data.decode``:
+16-bit, float, CMYK, palette and alpha images included, within a pixel budget). Anything else
+(text, zero-byte or truncated files, images too large) is skipped and counted with its reason,
+never a crash; only a folder with no readable image at all is an error. Images are
+centre-cropped to a square and resized to ``data.image_size`` (JPEGs decode straight at a
+reduced scale via ``draft``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from trainer.config import Data
+from trainer.data import decode
 from trainer.data.datasets import DataError, ImageDataset
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -64,19 +66,20 @@ def load(data: Data, split: str, seed: int) -> ImageDataset:
     if n > 0:
         chosen = chosen[:n]
 
+    budget = decode.PixelBudget(decode.PIXEL_BUDGET)  # bounds the pixels all threads decode at once
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        decoded = list(pool.map(lambda f: _decode(f[0], data.image_size), chosen))
-    keep = [i for i, im in enumerate(decoded) if im is not None]
-    unreadable = [chosen[i][0] for i, im in enumerate(decoded) if im is None]
-    skipped = junk + unreadable
+        decoded = list(pool.map(lambda f: decode.decode_square(f[0], data.image_size, budget), chosen))
+    keep = [i for i, im in enumerate(decoded) if not isinstance(im, str)]
+    reasons = [f"{chosen[i][0].name}: {im}" for i, im in enumerate(decoded) if isinstance(im, str)]
+    skipped = junk + [chosen[i][0] for i, im in enumerate(decoded) if isinstance(im, str)]
     if not keep and split == "train":
-        _no_images(where, skipped)
+        _no_images(where, skipped, reasons)
     size = data.image_size
     images = np.stack([decoded[i] for i in keep]) if keep else np.zeros((0, size, size, 3), np.uint8)
     index = {c: k for k, c in enumerate(classes)}
     labels = np.array([index[chosen[i][1]] if chosen[i][1] is not None else -1 for i in keep], np.int64)
     return ImageDataset(images, labels, classes, "folder", skipped=len(skipped),
-                        skipped_examples=[p.name for p in skipped[:3]])
+                        skipped_examples=[p.name for p in skipped[:3]], skipped_reasons=reasons[:3])
 
 
 def _scan(root: Path) -> tuple[list[tuple[Path, str | None]], list[Path]]:
@@ -103,24 +106,9 @@ def _scan(root: Path) -> tuple[list[tuple[Path, str | None]], list[Path]]:
     return [f for f in found if f[1] is not None], junk + [p for p, c in found if c is None]
 
 
-def _decode(path: Path, size: int) -> np.ndarray | None:
-    """Centre square of the image, resized to (size, size, 3) uint8; None if PIL cannot read it."""
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))  # JPEG: let the decoder downscale (keeps >= size)
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-            # Crop first: resize(box=...) would filter in pixels from outside the square.
-            return np.asarray(im.crop(box).resize((size, size), Image.Resampling.BICUBIC), np.uint8)
-    except Exception:  # noqa: BLE001 - any decoder failure (truncated, not an image, bomb) means: skip it
-        return None
-
-
-def _no_images(root: Path, skipped: list[Path]) -> None:
+def _no_images(root: Path, skipped: list[Path], reasons: list[str] | None = None) -> None:
     if not skipped:
         raise DataError(f"image folder '{root}' is empty; it must hold {NEEDED}")
-    examples = ", ".join(p.name for p in skipped[:3])
+    examples = "; ".join(reasons[:2]) if reasons else ", ".join(p.name for p in skipped[:3])
     raise DataError(f"image folder '{root}' has no readable image ({len(skipped)} files skipped, e.g. "
                     f"{examples}); it must hold {NEEDED}")

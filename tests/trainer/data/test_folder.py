@@ -89,10 +89,10 @@ def test_centre_crop_and_resize(tmp_path):
     Image.fromarray(np.full((9, 9, 4), 200, np.uint8), mode="RGBA").save(tmp_path / "alpha.png")
     ds = build_dataset(_data(tmp_path, num_val=0), "train", 0)  # 3 files: none held out
     assert ds.images.shape == (3, 8, 8, 3) and ds.skipped == 0
-    # Each image is uniform: the wide one kept only its blue middle square; grey and RGBA
-    # became 3 equal channels.
+    # Each image is uniform: the wide one kept only its blue middle square; grey became 3 equal
+    # channels; RGBA 200 at alpha 200 is shown over white: 200 * 200/255 + 255 * 55/255 = 211.8.
     colours = sorted(tuple(int(v) for v in im[0, 0]) for im in ds.images)
-    assert colours == [(0, 0, 255), (128, 128, 128), (200, 200, 200)]
+    assert colours == [(0, 0, 255), (128, 128, 128), (212, 212, 212)]
     for im in ds.images:
         assert (np.abs(im.astype(int) - im[0, 0]) <= 1).all()
 
