@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP)
 
 dashboard: $(STAMP)
-	$(PY) -m streamlit run streamlit_app.py
+	$(PY) -m dashboard
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -11,8 +11,11 @@ import streamlit as st
 
 def run() -> None:
     from dashboard import loaders, navigation, session
+    from dashboard.binding import exposure_warning
 
     st.set_page_config(page_title="SSLScope", page_icon=":material/visibility:", layout="wide")
+    if warning := exposure_warning(st.get_option("server.address")):
+        st.sidebar.warning(warning, icon=":material/public:")
     root = session.sidebar_runs_dir()
     has_runs = bool(loaders.runs(str(root))) if root.is_dir() else False
     st.navigation(navigation.build(has_runs)).run()

@@ -3,8 +3,9 @@
 A run is the same ``python -m trainer ...`` a user would type: an argument list (never a
 shell string) whose values are validated through ``Config.validate()`` first, started
 detached (its own session, so it outlives a browser tab and the app's reruns) with its output
-in ``<runs dir>/.launches/<name>.log``. Stopping sends SIGTERM to the pid in run.json; the
-trainer checkpoints and marks the run ``stopped``.
+in ``<runs dir>/.launches/<name>.log``. Stopping sends SIGTERM to the trainer that run.json
+names (pid and process start time); the trainer checkpoints, marks the run ``stopped`` and
+exits with 143.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import trainer
 from trainer.config import METHODS, ConfigError
+from trainer.liveness import is_same_process
 from trainer.store import StoreError, read_run_info
 
 LAUNCH_DIR = ".launches"  # no run.json inside, so list_runs never mistakes it for a run
@@ -129,8 +131,9 @@ def tail(path: Path, lines: int = 15) -> str:
 
 def stop(run_dir: Path | str) -> str:
     """Ask a running trainer to stop (SIGTERM; it checkpoints and marks the run stopped).
-    Returns what happened in one line; refuses runs of other hosts and pids that are no
-    longer a trainer (a recycled pid)."""
+    Returns what happened in one line. Only the very process that run.json names is signalled
+    (same host and boot, same pid and process start time: ``trainer.liveness``), never a
+    program that inherited a recycled pid; runs of other hosts are refused."""
     try:
         info = read_run_info(run_dir)
     except StoreError as e:
@@ -140,8 +143,8 @@ def stop(run_dir: Path | str) -> str:
     if info.get("host") != socket.gethostname():
         raise LaunchError(f"run '{info.get('run_id')}' runs on host {info.get('host')}; stop it there")
     pid = info.get("pid")
-    if not isinstance(pid, int) or not _is_trainer(pid):
-        raise LaunchError(f"process {pid} of run '{info.get('run_id')}' is not a trainer any more")
+    if not is_same_process(info):
+        raise LaunchError(f"process {pid} of run '{info.get('run_id')}' is not its trainer any more")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -150,12 +153,3 @@ def stop(run_dir: Path | str) -> str:
         raise LaunchError(f"no permission to stop process {pid}; stop it as its owner") from None
     reap()
     return f"asked run '{info['run_id']}' (pid {pid}) to stop; it saves a checkpoint first"
-
-
-def _is_trainer(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    # our CLI, or a Python process (a training loop started from Python code)
-    return b"trainer" in b" ".join(cmdline) or Path(cmdline[0].decode(errors="replace")).name.startswith("python")

@@ -32,7 +32,7 @@ def log_k(info: dict, frame) -> float | None:
     if v is not None:
         return v
     k = loaders.config_value(info, "dino.out_dim")
-    return math.log(k) if info.get("method") == "dino" and k else None
+    return math.log(k) if info.get("method") == "dino" and isinstance(k, int) and k > 0 else None
 
 
 def curves(runs: list[tuple[dict, object]], name: str, colors: dict[str, str], x_axis: str) -> list[charts.Curve]:

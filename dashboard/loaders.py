@@ -1,9 +1,10 @@
 """Run-store reads for the pages: cached tables, and metric buffers that grow incrementally.
 
-Live views keep, per run, the rows read so far and the last SQLite rowid in session state,
-and ask the store only for rows after it (``trainer.store.read_scalars(run_dir, after_rowid)``),
-so a refresh costs the new rows, not the whole history. A run whose writer restarted (resume
-rewrites the tail of the curves) is detected by its changed pid and read again in full.
+Live views keep, per run, the rows read so far and a cursor in session state, and ask the
+store only for rows after it (``trainer.store.read_new_scalars(run_dir, cursor)``), so a
+refresh costs the new rows, not the whole history. When a resume has cut the tail of the
+curves, the store's generation has moved and the reader replaces what it holds (the store
+says so in the same snapshot as the rows, so no row is skipped or kept twice).
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ import pandas as pd
 import streamlit as st
 
 from trainer import store
-from trainer.store import StoreError, list_probes, list_runs, load_probe, read_run_info, read_scalars
+from trainer.store import (
+    ScalarCursor,
+    StoreError,
+    list_probes,
+    list_runs,
+    load_probe,
+    read_new_scalars,
+    read_run_info,
+    read_scalars,
+    scan_runs,
+)
 
 _BUFFERS_KEY = "_metric_buffers"
 COLUMNS = ("step", "epoch", "wall_time", "name", "value")
@@ -28,6 +39,19 @@ X_AXES = {"step": "step", "epoch": "epoch", "wall time": "wall time (min)"}
 def runs(root: str) -> list[dict[str, Any]]:
     """Every readable run under ``root``, newest first (run.json contents plus ``dir``)."""
     return list_runs(Path(root))
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def damaged_runs(root: str) -> list[dict[str, Any]]:
+    """Run folders under ``root`` whose run.json cannot be used: ``run_id``, ``dir``,
+    ``status`` = "damaged" and the ``reason``."""
+    return scan_runs(Path(root))[1]
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def metrics_problem(run_dir: str) -> str:
+    """Why a run's metrics cannot be read ("" when they can)."""
+    return store.metrics_problem(run_dir)
 
 
 @st.cache_data(ttl=2, show_spinner=False)
@@ -58,9 +82,10 @@ def oldest_first(run_list: list[dict[str, Any]]) -> list[str]:
 
 
 def config_value(info: dict[str, Any], key: str, default: Any = None) -> Any:
-    """``section.field`` of a run's saved config."""
+    """``section.field`` of a run's saved config (run.json's types are checked by the store)."""
     section, field = key.split(".")
-    return (info.get("config") or {}).get(section, {}).get(field, default)
+    values = (info.get("config") or {}).get(section)
+    return values.get(field, default) if isinstance(values, dict) else default
 
 
 def metrics(run_dir: Path | str) -> pd.DataFrame:
@@ -68,17 +93,15 @@ def metrics(run_dir: Path | str) -> pd.DataFrame:
     rows written since this session's last call for the same run."""
     key = str(run_dir)
     buffers: dict[str, dict[str, Any]] = st.session_state.setdefault(_BUFFERS_KEY, {})
-    info = run_info(run_dir)
-    writer = (info or {}).get("pid"), (info or {}).get("started")
     buf = buffers.get(key)
-    if buf is None or buf["writer"] != writer:
-        buf = buffers[key] = {"writer": writer, "rowid": 0, "frame": pd.DataFrame(columns=list(COLUMNS)),
-                              "read_at": 0.0}
-    cols, last = read_scalars(run_dir, after_rowid=buf["rowid"])
+    if buf is None:
+        buf = buffers[key] = {"cursor": ScalarCursor(), "frame": pd.DataFrame(columns=list(COLUMNS)), "read_at": 0.0}
+    cols, buf["cursor"], reset = read_new_scalars(run_dir, buf["cursor"])
+    if reset:  # rows were deleted since the last read (a resume): these columns hold them all
+        buf["frame"] = pd.DataFrame(columns=list(COLUMNS))
     if len(cols["step"]):
         new = pd.DataFrame({c: cols[c] for c in COLUMNS})
         buf["frame"] = new if buf["frame"].empty else pd.concat([buf["frame"], new], ignore_index=True)
-        buf["rowid"] = last
     buf["read_at"] = time.time()
     return buf["frame"]
 

@@ -14,7 +14,8 @@ from trainer.config import DATASETS, METHODS
 
 
 def runs_frame(root: Path) -> pd.DataFrame:
-    """One row per run: identity, status, progress, last key metrics and the diagnosis."""
+    """One row per run: identity, status, progress, last key metrics and the diagnosis; then
+    one row per damaged run folder (status "damaged", the reason why)."""
     rows = []
     for info in loaders.runs(str(root)):
         last = loaders.last_values(info["dir"])
@@ -22,15 +23,21 @@ def runs_frame(root: Path) -> pd.DataFrame:
         k = last.get("dino/log_k")
         ent = last.get("dino/teacher_entropy")
         step = max(int(info.get("step") or 0), loaders.logged_step(info["dir"]) or 0)
-        steps = int(loaders.config_value(info, "optim.steps", 0) or 0)
+        steps = loaders.config_value(info, "optim.steps", 0)
+        steps = steps if isinstance(steps, int) and steps > 0 else 0
         rows.append({
             "run": info["run_id"], "method": info.get("method", "?"), "group": info.get("group") or "",
             "status": info.get("status", "?"), "progress": step / steps if steps else None, "step": step,
             "diagnosis": diag.label if diag else "", "H/lnK": (ent / k) if ent is not None and k else None,
             "k-NN": last.get("eval/knn_top1"), "RankMe": last.get("collapse/rankme"), "loss": last.get("train/loss"),
-            "data": loaders.config_value(info, "data.name", "?"), "reason": info.get("reason") or "",
+            "data": str(loaders.config_value(info, "data.name", "?")),
+            "reason": info.get("reason") or loaders.metrics_problem(info["dir"]),
             "started": dt.datetime.fromtimestamp(info["started"]) if info.get("started") else None,
         })
+    for bad in loaders.damaged_runs(str(root)):
+        rows.append({"run": bad["run_id"], "method": "?", "group": "", "status": bad["status"], "progress": None,
+                     "step": 0, "diagnosis": "", "H/lnK": None, "k-NN": None, "RankMe": None, "loss": None,
+                     "data": "?", "reason": bad["reason"], "started": None})
     return pd.DataFrame(rows)
 
 

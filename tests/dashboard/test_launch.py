@@ -87,7 +87,8 @@ def test_stop_refuses_a_pid_that_is_no_trainer(tmp_path):
         w = RunWriter.create(tmp_path, "r", {}, "dino")
         w.info["pid"] = sleeper.pid  # a recycled pid now owned by another program
         w._write_info()
-        with pytest.raises(launch.LaunchError, match="not a trainer"):
+        # the pid's start time is not the trainer's: the run reads as stopped and is not signalled
+        with pytest.raises(launch.LaunchError, match="is stopped, not running"):
             launch.stop(tmp_path / "r")
         assert sleeper.poll() is None
     finally:
