@@ -4,8 +4,10 @@ the dashboard, bound to 127.0.0.1 wherever it is started.
 ``streamlit run streamlit_app.py`` reads ``.streamlit/config.toml`` from the current folder
 only, so started anywhere else it listens on every network interface, and this dashboard can
 start and stop training processes. The launcher passes the repository's config.toml to
-Streamlit as flags, so the same settings (loopback address first) hold wherever it is started;
-options given on the command line win, and an address other than loopback gets a warning.
+Streamlit as flags, so the same settings (loopback address first) hold wherever it is started
+and whatever the Streamlit version (only releases since 2025 also read a config.toml next to
+the script); options given on the command line (or ``STREAMLIT_SERVER_ADDRESS``) win, and an
+address other than loopback gets a warning.
 Runs are read from ``$SSLSCOPE_RUNS`` or ``runs/`` under the current folder, as the trainer
 writes them.
 """
@@ -37,9 +39,13 @@ def streamlit_argv(args: list[str]) -> tuple[list[str], str]:
     with open(CONFIG, "rb") as f:
         settings = {f"--{section}.{key}": value for section, d in tomllib.load(f).items() for key, value in d.items()}
     given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    if "STREAMLIT_SERVER_ADDRESS" in os.environ:  # the user's own choice, like a flag
+        given.add("--server.address")
     flags = [f"{k}={_flag_value(v)}" for k, v in settings.items() if k not in given]
     address = _address(args)
-    warning = exposure_warning(settings.get("--server.address") if address is None else address)
+    if address is None:
+        address = os.environ.get("STREAMLIT_SERVER_ADDRESS", settings.get("--server.address"))
+    warning = exposure_warning(address)
     return [sys.executable, "-m", "streamlit", "run", str(APP), *flags, *args], warning
 
 

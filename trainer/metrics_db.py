@@ -167,7 +167,7 @@ def _private_copy(db: Path, wal: Path) -> Path:
     if hit and hit[0] == sig:
         return hit[1]
     if not _COPY_DIR:
-        _COPY_DIR.append(Path(tempfile.mkdtemp(prefix="sslscope-ro-")))
+        _COPY_DIR.append(Path(tempfile.mkdtemp(prefix="sslscope-dbcopy-")))
         atexit.register(shutil.rmtree, _COPY_DIR[0], True)
     target = _COPY_DIR[0] / str(len(_COPIES) if not hit else hit[1].parent.name)
     target.mkdir(exist_ok=True)

@@ -128,7 +128,8 @@ def _why(e: BaseException) -> str:
 def _write_error(what: str, e: BaseException) -> StoreWriteError:
     hint = ("free some space" if (isinstance(e, OSError) and e.errno in _FULL) or "full" in str(e)
             else "make it writable")
-    return StoreWriteError(f"cannot write {what} ({_why(e)}); {hint} or pick another --runs-dir, then resume")
+    return StoreWriteError(f"cannot write {what} ({_why(e)}); {hint}, then resume the run (or move it to "
+                           "another runs directory)")
 
 
 def _taken(run_dir: Path) -> StoreError:

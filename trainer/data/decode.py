@@ -7,7 +7,9 @@ clipping or truncating it:
 - float greys (``F``, e.g. a float TIFF) in [0, 1] are scaled by 255, in [0, 255] kept, any other
   range stretched from its min to its max (they would load all black); NaN reads as 0;
 - alpha (RGBA, LA, PA, a palette with a transparent index) is composited over white;
-- CMYK, YCbCr, HSV, palette and 1-bit images are converted by PIL; the EXIF orientation applied.
+- CMYK goes through its embedded ICC profile when it has one and LAB through the CIE L*a*b*
+  profile (PIL's plain conversion reads LAB as RGB); YCbCr, HSV, palette and 1-bit images are
+  converted by PIL; the EXIF orientation is applied.
 
 Memory: decoding threads share a pixel budget (``PIXEL_BUDGET``): an image waits until its
 pixels fit in what the others hold, and one that alone exceeds the budget (after JPEG's
@@ -17,6 +19,7 @@ draft-mode downscale) is refused with its size, before it is decoded. PIL's own 
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,12 +78,31 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """``im`` as 8-bit RGB as a viewer shows it (module docstring)."""
     if im.mode in _INT_GREY or im.mode == "F":
         return Image.fromarray(_grey_to_uint8(np.asarray(im), im.mode), "L").convert("RGB")
+    if im.mode in ("CMYK", "LAB"):
+        return _colour_managed(im)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _colour_managed(im: Image.Image) -> Image.Image:
+    """CMYK through its embedded ICC profile (PIL's plain conversion ignores it), LAB through
+    the CIE L*a*b* profile (PIL's plain conversion reads it as RGB); both to sRGB."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.createProfile("sRGB")
+    if im.mode == "LAB":
+        return ImageCms.applyTransform(im, ImageCms.buildTransform(ImageCms.createProfile("LAB"), srgb, "LAB", "RGB"))
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            return ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: the plain conversion below
     return im.convert("RGB")
 
 
