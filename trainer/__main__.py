@@ -170,6 +170,11 @@ def demo_configs(steps: int, runs_dir: str | None) -> list[Config]:
     return cfgs + ablation_configs(base, "centering-sharpening", f"demo-ablation-{stamp}")
 
 
+def _one_line(e: BaseException) -> str:
+    """The message with control characters (a newline inside a bad value) escaped: one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from trainer.data.datasets import DataError
@@ -203,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted before training started; no run was written", file=sys.stderr)
         return 130
     except StoreWriteError as e:  # raised inside a run (disk full): the run is marked failed
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     except (ConfigError, DataError, StoreError, DeviceError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except FloatingPointError as e:
-        print(f"error: training diverged: {e}. Lower --set optim.lr or raise optim.warmup_steps", file=sys.stderr)
+        print(f"error: training diverged: {_one_line(e)}. Lower --set optim.lr or raise optim.warmup_steps",
+              file=sys.stderr)
         return 1
     except MemoryError:
         print("error: out of memory; lower data.batch_size, data.image_size, data.num_train or the model size",

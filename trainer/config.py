@@ -304,7 +304,8 @@ class Config:
             raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
         patch = preset_patch_size(m)
         if d.image_size % patch:
-            raise ConfigError(f"data.image_size={d.image_size} must be a multiple of the patch size {patch}")
+            raise ConfigError(f"data.image_size={d.image_size} must be a multiple of the patch size {patch} "
+                              f"(model.patch_size, or model.preset={m.preset}'s)")
         local = local_crop_size(self)
         if r.method == "dino" and self.dino.n_local and local < patch:
             raise ConfigError(f"local crops of {local} px are smaller than one {patch} px patch; "
@@ -315,7 +316,8 @@ class Config:
             if not 0 < lo_v <= hi_v:
                 raise ConfigError(f"ijepa.{lo_key}={lo_v} and ijepa.{hi_key}={hi_v} need 0 < min <= max")
         if self.ijepa.context_scale_max > 1 or self.ijepa.target_scale_max >= 1:
-            raise ConfigError("ijepa scales are fractions of the image: context <= 1, targets < 1")
+            raise ConfigError(f"ijepa.context_scale_max={self.ijepa.context_scale_max} and ijepa.target_scale_max="
+                              f"{self.ijepa.target_scale_max} are fractions of the image: context <= 1, targets < 1")
         if self.mae.decoder_dim % self.mae.decoder_heads or self.mae.decoder_dim % 4:
             raise ConfigError(f"mae.decoder_dim={self.mae.decoder_dim} must be divisible by mae.decoder_heads="
                               f"{self.mae.decoder_heads} and by 4 (2-D sin-cos positions)")

@@ -90,8 +90,9 @@ def train(cfg: Config, progress: bool = False) -> Path:
 def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
     """Continue a run from its latest checkpoint (or the one at ``step``): same config, step,
     optimiser, schedules, EMA teacher / target encoder and DINO centre. A newest checkpoint
-    that cannot be restored is skipped for the one before (said on stderr and in the events).
-    Refused while another process writes the run."""
+    that cannot be restored is skipped for the one before (said on stderr and in the events);
+    a run killed before its first checkpoint starts again from step 0. Refused while another
+    process writes the run."""
     from trainer.models.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
@@ -99,9 +100,8 @@ def resume(run_dir: Path | str, progress: bool = False, step: int | None = None)
     rt = setup_runtime(cfg.run.device)
     lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
     try:
+        # no checkpoint yet (killed before the first one was whole): start it again from step 0
         candidates = [pick_checkpoint(run_dir, step)] if step is not None else list_checkpoints(run_dir)
-        if not candidates:
-            pick_checkpoint(run_dir)  # raises "has no checkpoint yet"
         data = _datasets(cfg)
         return _run(cfg, rt, run_dir, data, resume_from=candidates, progress=progress, lock=lock)
     finally:
@@ -126,7 +126,7 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
     method: Method = build_method(cfg).to(rt.device)
     opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=(o.beta1, o.beta2))
     start, skipped = 0, []
-    if resume_from is not None:
+    if resume_from:
         ck, skipped = restore_newest_good(resume_from, method, opt)
         start = ck.step
     model = DistributedDataParallel(method) if rt.distributed else method
@@ -158,7 +158,7 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         writer.save_probe(step, arrays)
         writer.log_scalars(step, epoch(step), {"eval/knn_top1": knn, **pstats})
 
-    saved = [start if resume_from is not None else -1]
+    saved = [start if resume_from else -1]
 
     def checkpoint(step: int) -> None:
         if writer is not None and saved[0] != step:  # a stop right after a periodic save saves once
@@ -180,8 +180,12 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
                 for line in skipped:
                     print(f"warning: checkpoint {line}; resuming from step {start} instead", file=sys.stderr)
                     writer.log_event(start, "warning", f"checkpoint {line}; resumed from step {start} instead")
-                writer.truncate_after(start)
-                writer.log_event(start, "info", f"resumed from step {start}")
+                if not resume_from:
+                    print(f"warning: run '{run_dir}' has no checkpoint yet; starting it again from step 0",
+                          file=sys.stderr)
+                writer.truncate_after(start if resume_from else -1)  # from scratch: step 0's rows too
+                writer.log_event(start, "info", f"resumed from step {start}" if resume_from else
+                                 "no checkpoint yet: started again from step 0")
         if start == 0:
             evaluate(0)  # the random-initialisation reference for every curve
         for it in range(start, o.steps):

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -211,9 +212,13 @@ class RunWriter:
             "status": "running", "reason": "", **liveness.identity(),
             "started": time.time(), "ended": None, "step": 0, "versions": _versions(),
         }
-        w = cls(run_dir, info, lock)
-        w._write_info()
-        return w
+        try:  # run.json first: a reader never sees run files without it
+            atomic_write_json(run_dir / "run.json", info)
+            return cls(run_dir, info, lock)
+        except (OSError, StoreWriteError) as e:
+            shutil.rmtree(run_dir, ignore_errors=True)  # ours, just made: leave nothing behind
+            lock.release()
+            raise e if isinstance(e, StoreWriteError) else _write_error(f"'{run_dir / 'run.json'}'", e) from None
 
     @classmethod
     def reopen(cls, run_dir: Path | str, lock: RunLock | None = None) -> RunWriter:

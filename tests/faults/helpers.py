@@ -73,6 +73,17 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def forkserver():
+    """The multiprocessing context of the fault tests: children fork from one server that has
+    imported torch and the trainer once (milliseconds per child instead of seconds). The server
+    is one per test session, so every fault test asks for the same preload."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["tests.faults.kill_child"])
+    return ctx
+
+
 def _mount(*args: str) -> bool:
     return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 

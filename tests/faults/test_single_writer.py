@@ -6,14 +6,13 @@ cursors that cannot skip rows."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import signal
 import time
 
 import numpy as np
 import pytest
 
-from tests.faults.helpers import cli, one_line, start_cli, tiny_argv
+from tests.faults.helpers import cli, forkserver, one_line, start_cli, tiny_argv
 from trainer.store import (
     RunWriter,
     ScalarCursor,
@@ -71,8 +70,7 @@ def _create(root: str, name: str, barrier, results) -> None:
 
 
 def test_runs_created_together_under_one_name_exactly_one_wins(tmp_path):
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["trainer.store"])
+    ctx = forkserver()
     n = 6
     for attempt in range(4):
         barrier, results = ctx.Barrier(n), ctx.Queue()

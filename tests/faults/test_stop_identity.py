@@ -48,9 +48,9 @@ def test_stop_never_signals_a_python_process_that_inherited_the_pid(tmp_path, re
 _TRAINER = textwrap.dedent("""
     import signal, sys, time
     from trainer.store import RunWriter
-    w = RunWriter.create(sys.argv[1], "live", {}, "dino")
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    w = RunWriter.create(sys.argv[1], "live", {}, "dino")
     while not stop:
         time.sleep(0.02)
     w.set_status("stopped", "stopped by signal SIGTERM"); w.close()
