@@ -1,4 +1,4 @@
-"""SSLScope dashboard: ``streamlit run streamlit_app.py``.
+"""SSLScope dashboard: ``python -m dashboard`` (loopback from any folder) or ``streamlit run streamlit_app.py``.
 
 Thin on purpose: the runs-directory box in the sidebar and the page navigation; each page
 lives in its own module under ``dashboard/``.

@@ -46,7 +46,7 @@ EPILOG = """examples:
   python -m trainer ablate centering-sharpening --steps 300 --parallel 2
   python -m trainer resume runs/dino-shapes-20260101-120000
   python -m trainer demo
-Watch any of them live with: streamlit run streamlit_app.py
+Watch any of them live with: python -m dashboard
 """
 
 
