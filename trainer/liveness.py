@@ -25,6 +25,7 @@ from typing import Any
 HEARTBEAT_NAME = "heartbeat"
 HEARTBEAT_EVERY_S = 10.0  # how often the writer beats
 LOST_AFTER_S = 120.0  # no beat for this long (clock skew and slow shared disks included): lost
+_HAS_PROC = os.path.exists("/proc/self/stat")
 
 
 def process_start(pid: int) -> int | None:
@@ -63,6 +64,14 @@ def is_same_process(info: dict[str, Any]) -> bool:
         return False
     if info.get("boot_id") and info.get("boot_id") != boot_id():
         return False  # the host rebooted since: that process is gone whatever its pid now is
+    if not _HAS_PROC:  # no process table to read (not Linux): the pid existing is all we know
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, owned by someone else
+        return True
     start = process_start(pid)
     if start is None:
         return False

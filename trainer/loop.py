@@ -14,6 +14,7 @@ that can no longer be written (a full disk). SIGTERM / Ctrl-C checkpoint, mark t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 import sys
@@ -136,6 +137,9 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
     train_ds, val_ds = data
     loader = build_loader(cfg, method.views(), "train", start_step=start, rank=rt.rank, world_size=rt.world_size,
                           dataset=train_ds)
+    # the first batch now: a broken data pipeline fails before the run folder exists, and worker
+    # processes fork before the writer's heartbeat thread starts
+    loader = itertools.chain([next(loader)], loader)
     bank_idx = np.random.default_rng(r.seed).permutation(len(train_ds))[:KNN_BANK_MAX]
     bank_images, bank_labels = eval_tensor(train_ds)[bank_idx], torch.as_tensor(train_ds.labels[bank_idx])
     val_images, val_labels = eval_tensor(val_ds), torch.as_tensor(val_ds.labels)

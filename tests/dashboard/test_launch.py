@@ -51,9 +51,9 @@ def test_started_command_runs_detached_and_logs_its_output(tmp_path):
 _FAKE_TRAINER = textwrap.dedent("""
     import signal, sys, time
     from trainer.store import RunWriter
-    w = RunWriter.create(sys.argv[1], "live", {}, "dino")
     stop = []
-    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))  # before run.json exists: Stop may come at once
+    w = RunWriter.create(sys.argv[1], "live", {}, "dino")
     step = 0
     while not stop:
         w.log_scalars(step, 0.0, {"train/loss": 1.0}); step += 1; time.sleep(0.05)
