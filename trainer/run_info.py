@@ -67,10 +67,9 @@ def _check_config(config: dict[str, Any]) -> None:
     for section, values in config.items():
         if not isinstance(values, dict):
             raise InfoError(f"its config section '{section}' is {values!r:.40}, not a mapping")
-        cls = _SECTIONS.get(section)
-        if cls is None:
+        hints = _HINTS.get(section)
+        if hints is None:
             continue
-        hints = typing.get_type_hints(cls)
         for name, value in values.items():
             typ = hints.get(name)
             if typ is None:
@@ -86,4 +85,5 @@ def _type_name(t: type) -> str:
             type(None): "null"}.get(t, t.__name__)
 
 
-_SECTIONS = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+# section -> {field: declared type}, computed once (get_type_hints is slow and runs per run.json)
+_HINTS = {f.name: typing.get_type_hints(typing.get_type_hints(Config)[f.name]) for f in dataclasses.fields(Config)}
