@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:  # before the loop's own handler was installed: nothing was written
-        print("interrupted before training started; no run was written", file=sys.stderr)
+    except KeyboardInterrupt:  # outside a training loop (which stops cleanly on its own handler)
+        print("interrupted before a run started training; nothing was left half-written", file=sys.stderr)
         return 130
     except StoreWriteError as e:  # raised inside a run (disk full): the run is marked failed
         print(f"error: {_one_line(e)}", file=sys.stderr)
