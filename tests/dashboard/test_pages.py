@@ -53,7 +53,7 @@ def test_live_page_shows_the_collapse_panel_with_ln_k_and_the_probe(real_store, 
 
 
 @pytest.mark.parametrize("run, rows", [("mae", ["image", "MAE input (masked)", "reconstruction",
-                                                  "reconstruction + visible"]),
+                                                  "reconstruction + visible", "removed patches"]),
                                         ("ijepa", ["image", "I-JEPA context", "targets", "cos(pred, target)"])])
 def test_live_page_probe_rows_of_mae_and_ijepa(real_store, monkeypatch, run, rows):
     at = page_app("live", real_store, monkeypatch)
@@ -78,11 +78,12 @@ def test_compare_page_draws_the_collapse_study_one_curve_per_arm(real_store, mon
 
 
 def test_guide_page_has_a_formula_per_documented_metric(real_store, monkeypatch):
-    from dashboard.glossary import DOCS, METHODS
+    from core.metrics import METRICS
+    from dashboard.glossary import METHODS
 
     at = page_app("guide", real_store, monkeypatch).run()
     no_exception(at)
-    assert len(at.latex) == len(METHODS) + sum(1 for d in DOCS.values() if d.formula)
+    assert len(at.latex) == len(METHODS) + sum(1 for d in METRICS.values() if d.formula)
     assert "dino-teacher-entropy" in {h.proto.anchor for h in at.subheader}
 
 
