@@ -8,6 +8,7 @@ rewrites the tail of the curves) is detected by its changed pid and read again i
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import metrics as M
+from core.probes import Probe, read_probe
+from dashboard.charts import PALETTE, Curve
 from trainer import store
+from trainer.methods import probe_layout
 from trainer.store import StoreError, list_probes, list_runs, load_probe, read_run_info, read_scalars
 
 _BUFFERS_KEY = "_metric_buffers"
@@ -125,9 +130,38 @@ def probe_steps(run_dir: Path | str) -> list[int]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def probe(run_dir: str, step: int) -> dict[str, np.ndarray] | str:
-    """The probe arrays saved at ``step``, or a one-line reason they cannot be read."""
+def probe(run_dir: str, step: int) -> Probe | str:
+    """The probe saved at ``step`` with its layout (the file's own, else the run's method's),
+    or a one-line reason it cannot be read."""
     try:
-        return load_probe(run_dir, step)
-    except StoreError as e:
+        arrays = load_probe(run_dir, step)
+        method = (run_info(run_dir) or {}).get("method", "")
+        return read_probe(arrays, probe_layout(method))
+    except (StoreError, ValueError, KeyError) as e:
         return str(e)
+
+
+def log_k(info: dict[str, Any], frame: pd.DataFrame) -> float | None:
+    """ln K of a DINO run: the logged ``dino/log_k``, else from the config's K."""
+    v = last_value(frame, M.DINO_LOG_K)
+    if v is not None:
+        return v
+    k = config_value(info, "dino.out_dim")
+    return math.log(k) if info.get("method") == "dino" and k else None
+
+
+def entropy_ratio(values: dict[str, float | None], k: float | None) -> float | None:
+    """Teacher entropy over ln K (1 = uniform collapse, 0 = one-hot), None without both."""
+    h = values.get(M.DINO_TEACHER_ENTROPY)
+    return h / k if h is not None and k else None
+
+
+def curves(runs: list[tuple[dict[str, Any], pd.DataFrame]], name: str, colors: dict[str, str],
+           x_axis: str) -> list[Curve]:
+    """One curve of metric ``name`` per run that logged it, in the run's colour."""
+    out = []
+    for info, frame in runs:
+        x, y = series(frame, name, x_axis)
+        if len(x):
+            out.append(Curve(info["run_id"], colors.get(info["run_id"], PALETTE[0]), x, y))
+    return out
