@@ -237,8 +237,8 @@ def dino_output_stats(method: DINO, views: list[torch.Tensor], step: int) -> dic
     from core.eval_mode import eval_mode
 
     with eval_mode(method):
-        t_logits, _ = method.teacher(views[:2])
-        s_logits, _ = method.student(views)
+        t_logits = method.teacher(views[:2])[0]
+        s_logits = method.student(views)[0]
         out = method.loss(t_logits, s_logits, step, update_center=False)
     return {k: float(v) for k, v in out.stats.items()}
 

@@ -19,7 +19,8 @@ from trainer.store import read_metric
 TINY = ["model.preset=custom", "model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.patch_size=4",
         "data.image_size=16", "data.num_train=64", "data.num_val=32", "data.batch_size=16", "data.num_workers=0",
         "dino.out_dim=32", "dino.hidden_dim=32", "dino.bottleneck_dim=16", "dino.n_local=2",
-        "dino.freeze_last_layer_steps=0", "optim.steps=4", "optim.warmup_steps=1", "run.log_every=1",
+        "dino.freeze_last_layer_steps=0", "dino.warmup_teacher_temp=0.1", "dino.teacher_temp=0.1",
+        "optim.steps=4", "optim.warmup_steps=1", "run.log_every=1",
         "run.eval_every=4", "run.ckpt_every=2", "run.keep_ckpts=0", "run.probe_size=2", "run.device=cpu"]
 
 

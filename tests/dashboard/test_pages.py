@@ -179,6 +179,20 @@ def test_inspect_tabs_of_each_method(real_store, monkeypatch, run, tab, key):
     assert key in plotly_specs(at)
 
 
+def test_inspect_scores_tab_diagnoses_the_checkpoint_with_the_runs_loss_object(real_store, monkeypatch):
+    from analysis.collapse import diagnose_source
+    from analysis.source import open_source
+
+    at = _inspect(real_store, monkeypatch, "dino", "Scores")
+    no_exception(at)
+    rep = diagnose_source(open_source(real_store / "dino"))
+    assert f"Collapse diagnosis: {rep.checkpoint.label}" in [h.value for h in at.subheader]
+    table = at.dataframe[0].value.set_index("metric")
+    for name in ("dino/teacher_entropy", "dino/kl_teacher_student", "collapse/rankme"):
+        assert table.loc[name, "value"] == pytest.approx(rep.checkpoint.values[name], rel=1e-6)
+    assert table.loc["dino/teacher_entropy", "healthy"] == "0.3-0.9 ln K"
+
+
 def test_inspect_refuses_mismatched_method_and_corrupt_checkpoint(real_store, tmp_path, monkeypatch):
     at = _inspect(real_store, monkeypatch, "mae", "Predictions")
     no_exception(at)

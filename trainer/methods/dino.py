@@ -41,25 +41,25 @@ class MultiCropWrapper(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, crops: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, crops: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """crops: V tensors (B, 3, H_v, W_v), equal sizes adjacent. Returns per-view logits
-        (B, K) and the last block's tokens before the final norm (V_0 * B, L, D) of the first
-        resolution group (``core.features`` reads the image feature from them)."""
+        (B, K), and of the first resolution group the final tokens (V_0 * B, L, D) and the last
+        block's tokens before the final norm (``core.features`` reads the image feature there)."""
         b = crops[0].shape[0]
-        logits, first_pre = [], None
+        logits, first = [], None
         start = 0
         while start < len(crops):  # group consecutive crops of one size into one pass
             end = start
             while end < len(crops) and crops[end].shape[-1] == crops[start].shape[-1]:
                 end += 1
             pre = block_tokens(self.backbone, torch.cat(crops[start:end]))  # (n*B, L, D)
-            if first_pre is None:
-                first_pre = pre
-            cls = self.backbone.norm(pre[:, 0])  # = forward_features(x)[:, 0]: the norm is per token
-            logits.extend(self.head(cls).split(b))  # [CLS] -> head, per view (B, K)
+            tokens = self.backbone.norm(pre)  # = backbone.forward_features(x)
+            if first is None:
+                first = (tokens, pre)
+            logits.extend(self.head(tokens[:, 0]).split(b))  # [CLS] -> head, per view (B, K)
             start = end
-        assert first_pre is not None
-        return logits, first_pre
+        assert first is not None
+        return logits, *first
 
 
 def _old_center_key(module: nn.Module, state_dict: dict, prefix: str, *_args) -> None:
@@ -115,20 +115,20 @@ class DINO(EMAMethod):
         n_global = 2
         globals_, crops = batch.views[:n_global], batch.views
         with torch.no_grad():
-            t_logits, t_pre = self.teacher(globals_)  # n_global x (B, K)
-        s_logits, s_pre = self.student(crops)  # V x (B, K)
+            t_logits, t_tokens, t_pre = self.teacher(globals_)  # n_global x (B, K)
+        s_logits, s_tokens, _ = self.student(crops)  # V x (B, K)
         out = self.loss(t_logits, s_logits, it)  # the centre moves after the loss
         loss, stats = out.loss, out.stats
         if d.koleo_weight > 0:
             b = batch.views[0].shape[0]
-            cls = self.student.backbone.norm(s_pre[:, 0])  # (n_global * B, D): student [CLS] of the globals
+            cls = s_tokens[:, 0]  # (n_global * B, D): student backbone [CLS] of the globals
             kl = sum(koleo_loss(c) for c in cls.split(b)) / n_global
             loss = loss + d.koleo_weight * kl
             stats[M.DINO_KOLEO] = kl.detach()
         with torch.no_grad():
             vit = self.teacher.backbone
             stats.update(self.feature_stats(vit, t_pre[: batch.views[0].shape[0]]))  # teacher, global view 1
-            stats[M.TOKENS_HIGH_NORM_FRAC] = high_norm_frac(vit.norm(t_pre[:, num_prefix(vit):]))
+            stats[M.TOKENS_HIGH_NORM_FRAC] = high_norm_frac(t_tokens[:, num_prefix(vit):])
         return StepOutput(loss, stats)
 
     def on_optimizer_step(self, it: int) -> None:

@@ -150,7 +150,7 @@ class IJEPA(EMAMethod):
         with torch.no_grad():  # stop-gradient on the target branch, with or without EMA
             vit = self.encoder()
             pre = block_tokens(vit, imgs)  # (B, P + N, D)
-            h = vit.norm(pre[:, num_prefix(vit):])  # = forward_features(imgs) patch tokens (the norm is per token)
+            h = vit.norm(pre)[:, num_prefix(vit):]  # = forward_features(imgs) patch tokens
             target = block_targets(F.layer_norm(h.float(), (h.shape[-1],)), tgt_ids)  # (T*B, K, D)
         z = forward_masked(self.context_encoder, imgs, ctx_ids)  # (B, P + Nc, D)
         pred = self.predictor(z, ctx_ids, tgt_ids)  # (T*B, K, D)
