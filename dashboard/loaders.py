@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +19,11 @@ import streamlit as st
 
 from core import metrics as M
 from core.probes import Probe, read_probe
-from dashboard.charts import PALETTE, Curve
 from trainer import store
-from trainer.methods import probe_layout
 from trainer.store import StoreError, list_probes, list_runs, load_probe, read_run_info, read_scalars
+
+if TYPE_CHECKING:
+    from dashboard.charts import Curve
 
 _BUFFERS_KEY = "_metric_buffers"
 COLUMNS = ("step", "epoch", "wall_time", "name", "value")
@@ -133,6 +134,8 @@ def probe_steps(run_dir: Path | str) -> list[int]:
 def probe(run_dir: str, step: int) -> Probe | str:
     """The probe saved at ``step`` with its layout (the file's own, else the run's method's),
     or a one-line reason it cannot be read."""
+    from trainer.methods import probe_layout  # imports timm: only once a probe is shown
+
     try:
         arrays = load_probe(run_dir, step)
         method = (run_info(run_dir) or {}).get("method", "")
@@ -159,6 +162,8 @@ def entropy_ratio(values: dict[str, float | None], k: float | None) -> float | N
 def curves(runs: list[tuple[dict[str, Any], pd.DataFrame]], name: str, colors: dict[str, str],
            x_axis: str) -> list[Curve]:
     """One curve of metric ``name`` per run that logged it, in the run's colour."""
+    from dashboard.charts import PALETTE, Curve  # plotly: only for the pages that draw curves
+
     out = []
     for info, frame in runs:
         x, y = series(frame, name, x_axis)
