@@ -126,7 +126,7 @@ def do_attention(source, out: Path, args) -> list[Path]:
 def do_reconstruction(source, out: Path, args) -> list[Path]:
     from analysis.reconstruction import reconstruct
     from analysis.report import image_grid, write_csv
-    from trainer.models.loading import load_method
+    from trainer.loading import load_method
 
     if source.method != "mae":
         print("reconstruction: skipped, it needs an MAE run (this is "
@@ -146,7 +146,7 @@ def do_reconstruction(source, out: Path, args) -> list[Path]:
 def do_jepa(source, out: Path, args) -> list[Path]:
     from analysis.jepa import predict_targets
     from analysis.report import image_grid, overlay, write_csv
-    from trainer.models.loading import load_method
+    from trainer.loading import load_method
 
     if source.method != "ijepa":
         print(f"jepa: skipped, it needs an I-JEPA run (this is {source.method or 'a weights file'})")
@@ -192,10 +192,10 @@ def do_diagnose(source, out: Path, args) -> list[Path]:
         print(f"run (logged scalars): {rep.run.summary()}")
         rows += [("run", rep.run.label, e) for e in rep.run.evidence]
     f = rep.features
-    stats = {"std_l2": f.std_l2, "rankme": f.rankme, "mean_cosine": f.mean_cosine, "n": f.n, "dim": f.dim}
+    stats = {**f.values(), **(rep.dino or {}), "n": f.n, "dim": f.dim, "feature": rep.feature}
     return ([write_csv(out / "diagnosis.csv", ["judged_on", "label", "evidence"], rows),
              write_csv(out / "feature_stats.csv", ["metric", "value"], stats.items())]
-            + line_outputs(out, "spectrum", f.spectrum, f"{source.name}: singular values of [CLS] features"))
+            + line_outputs(out, "spectrum", f.spectrum, f"{source.name}: singular values of {rep.feature} features"))
 
 
 RUNNERS = {"knn": do_knn, "umap": do_umap, "attention": do_attention, "reconstruction": do_reconstruction,

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from trainer.models.backbone import capture_attention, num_prefix
+from core.collapse import high_norm_mask
+from core.eval_mode import eval_mode
+from core.vit import block_tokens, num_prefix
+from trainer.models.backbone import capture_attention
 
 DEFAULT_KEEP = 0.6  # DINO's masks keep 60% of the attention mass
 
@@ -143,18 +146,53 @@ def attention_rollout(maps: list[torch.Tensor], num_prefix_tokens: int, grid: tu
 def token_norms(vit: VisionTransformer, images: torch.Tensor) -> np.ndarray:
     """L2 norm of every output token of the last block, before the final norm, (B, L): the
     high-norm outliers Darcet et al. found show up here (the final LayerNorm hides them)."""
-    vit.eval()
-    out: list[torch.Tensor] = []
-    handle = vit.blocks[-1].register_forward_hook(lambda _m, _i, o: out.append(o.detach()))
-    try:
-        vit.forward_features(images)
-    finally:
-        handle.remove()
-    return out[-1].float().norm(dim=-1).numpy()
+    with eval_mode(vit):
+        return block_tokens(vit, images).float().norm(dim=-1).numpy()
 
 
 def high_norm_tokens(norms: np.ndarray, num_prefix_tokens: int, ratio: float = 2.0) -> np.ndarray:
-    """Patch tokens whose norm exceeds ``ratio`` x the image's median patch norm, (B, N) bool
-    (the same rule as the trainer's ``tokens/high_norm_frac``)."""
-    patches = np.asarray(norms)[:, num_prefix_tokens:]
-    return patches > ratio * np.median(patches, axis=1, keepdims=True)
+    """Patch tokens whose norm exceeds ``ratio`` x the image's median patch norm, (B, N) bool:
+    ``core.collapse.high_norm_mask``, the rule of the trainer's ``tokens/high_norm_frac``."""
+    return high_norm_mask(torch.as_tensor(np.asarray(norms))[:, num_prefix_tokens:], ratio).numpy()
+
+
+def mean_cls_attention(vit: VisionTransformer, images: torch.Tensor) -> np.ndarray | None:
+    """Last-layer [CLS] attention averaged over heads (B, h, w), None for a backbone without a
+    [CLS] token (I-JEPA's)."""
+    return None if vit.cls_token is None else last_layer_attention(vit, images).mean_attn
+
+
+@dataclass
+class AttentionView:
+    """Where one image's model looks, on the patch grid (h, w): what the Inspect page draws."""
+
+    token_norm: np.ndarray  # (h, w) norm of each patch token after the last block, before the final norm
+    high_norm: np.ndarray  # (h, w) bool, the patches ``high_norm_tokens`` flags
+    cls_attn: np.ndarray | None = None  # (heads, h, w) last-layer [CLS] attention; None without [CLS]
+    mean_attn: np.ndarray | None = None  # (h, w) the same averaged over heads
+    mask: np.ndarray | None = None  # (h, w) bool, ``mass_mask`` of the mean map
+    rollout: np.ndarray | None = None  # (h, w) attention rollout over all blocks
+    register_share: np.ndarray | None = None  # (h, w) share of each patch's attention on registers; None without
+    jaccard: JaccardResult | None = None  # of the attention masks with the object mask, when one is given
+
+
+def inspect_attention(vit: VisionTransformer, image: torch.Tensor, object_mask: np.ndarray | None = None,
+                      keep: float = DEFAULT_KEEP) -> AttentionView:
+    """Everything about one normalised image (1, 3, H, W): token norms and high-norm tokens,
+    and with a [CLS] token its per-head and mean attention, the mass mask keeping ``keep``,
+    rollout, register share and, given an object mask (H, W) bool, the masks' Jaccard."""
+    h, w = _grid(vit, image)
+    p = num_prefix(vit)
+    norms = token_norms(vit, image)  # (1, L)
+    view = AttentionView(norms[0, p:].reshape(h, w), high_norm_tokens(norms, p)[0].reshape(h, w))
+    if vit.cls_token is None:
+        return view
+    res = last_layer_attention(vit, image)
+    view.cls_attn, view.mean_attn = res.cls_attn[0], res.mean_attn[0]
+    view.mask = mass_mask(res.mean_attn, keep)[0]
+    view.rollout = attention_rollout(attention_maps(vit, image), p, (h, w))[0]
+    if res.register_maps.shape[2]:
+        view.register_share = res.register_share[0]
+    if object_mask is not None:
+        view.jaccard = attention_jaccard(vit, image, np.asarray(object_mask, bool)[None], keep)
+    return view

@@ -8,7 +8,7 @@ The scalar, per image and class c (captum's ``target``):
 - prototype score: cosine similarity of the image's [CLS] embedding to the class prototype
   (the l2-normalised mean embedding of the class's training images);
 - k-NN score: the weighted k-NN's share of votes for c among the image's k nearest training
-  embeddings (``analysis.knn`` maths; differentiable through the similarities).
+  embeddings (``core.knn`` maths; differentiable through the similarities).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.knn import KNN_K, KNN_TEMP
+from core.knn import KNN_K, KNN_TEMP
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source
@@ -48,7 +48,7 @@ class PrototypeScore(nn.Module):
 
 class KnnScore(nn.Module):
     """x (B, 3, H, W) -> (B, C): weighted k-NN vote share per class, votes exp(sim / T) of the
-    k most similar bank embeddings (the same maths as ``analysis.knn.weighted_knn_scores``)."""
+    k most similar bank embeddings (the same maths as ``core.knn.weighted_knn_scores``)."""
 
     def __init__(self, vit: nn.Module, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,
                  k: int = KNN_K, T: float = KNN_TEMP):
@@ -86,6 +86,11 @@ class Attribution:
     delta: np.ndarray | None  # (B,) IG convergence delta: sum(attr) - (f(x) - f(baseline)); None otherwise
     target: np.ndarray  # (B,) the class each image's score was taken for
     method: str
+
+    @property
+    def completeness_gap(self) -> float | None:
+        """max |delta| over the images (IG only): small means the attributions add up faithfully."""
+        return None if self.delta is None else float(np.abs(self.delta).max())
 
 
 def patch_sum(attr: torch.Tensor, patch_size: int) -> torch.Tensor:

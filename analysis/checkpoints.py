@@ -190,7 +190,7 @@ def _own_checkpoint(p: Path) -> LoadedBackbone | None:
     run_dir = p.parent.parent
     if p.suffix != ".safetensors" or not side.is_file() or not (run_dir / "run.json").is_file():
         return None
-    from trainer.models.loading import load_encoder
+    from trainer.loading import load_encoder
 
     try:
         step = int(json.loads(side.read_text())["step"])

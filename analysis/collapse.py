@@ -11,8 +11,11 @@ The three ways self-distillation fails (DINO paper, Sec. 5.3 and Fig. 7; Jing et
 - dimensional collapse: the embeddings span only a few directions (or shrink to one point):
   RankMe small against min(N, D), ``std_l2`` well below 1.
 
-Feature statistics reuse the trainer's online ones (``trainer.methods.stats``), so the numbers
-the dashboard shows for a checkpoint are the same maths as the curves logged while training.
+One owner per number: feature statistics are ``core.collapse``'s (the trainer logs the same
+maths), the DINO statistics come from the run's own ``DINOLoss`` (its centre, its centring
+mode -- Sinkhorn-Knopp included -- and its temperatures) on multi-crop views of the images,
+so ``dino/kl_teacher_student`` is the training definition (across views) that the logged KL
+is, and the thresholds below are the declared healthy ranges of ``core.metrics``.
 """
 
 from __future__ import annotations
@@ -26,20 +29,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from trainer.methods import stats as online
+from core import collapse as online
+from core import metrics as M
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source
+    from trainer.methods.dino import DINO
 
-# Thresholds of diagnose(), as fractions of ln K or of min(N, D). Chosen from the DINO paper's
-# Fig. 7 and the trainer's ablation figures (issue 2): a collapsed uniform run sat at 0.998 ln K
-# with KL 0.002, a barely healthy one at 0.95 ln K with KL 0.06.
-UNIFORM_ENTROPY = 0.9  # teacher entropy >= 0.9 ln K ...
-UNIFORM_KL = 0.03  # ... and KL(teacher || student) <= 0.03 nats
-ONEHOT_ENTROPY = 0.3  # teacher entropy <= 0.3 ln K ...
-ONEHOT_BATCH_ENTROPY = 0.5  # ... and batch-mean entropy <= 0.5 ln K (few prototypes used overall)
-DIM_RANKME = 0.1  # RankMe <= 0.1 min(N, D) ...
-DIM_STD_L2 = 0.3  # ... or std_l2 <= 0.3 (about sqrt(k / D): under ~10% of directions used)
+
+def _bound(name: str, end: int) -> float:
+    value = M.METRICS[name].healthy_range[end]
+    assert value is not None, name
+    return value
+
+
+# Thresholds of diagnose(): the healthy ranges of core.metrics, as fractions of ln K or of
+# min(N, D). Chosen from the DINO paper's Fig. 7 and the trainer's ablation figures (issue 2):
+# a collapsed uniform run sat at 0.998 ln K with KL 0.002, a barely healthy one at 0.95 ln K
+# with KL 0.06.
+UNIFORM_ENTROPY = _bound(M.DINO_TEACHER_ENTROPY, 1)  # teacher entropy >= 0.9 ln K ...
+UNIFORM_KL = _bound(M.DINO_KL_TEACHER_STUDENT, 0)  # ... and KL(teacher || student) across views <= 0.03 nats
+ONEHOT_ENTROPY = _bound(M.DINO_TEACHER_ENTROPY, 0)  # teacher entropy <= 0.3 ln K ...
+ONEHOT_BATCH_ENTROPY = _bound(M.DINO_TEACHER_BATCH_ENTROPY, 0)  # ... and batch-mean entropy <= 0.5 ln K
+DIM_RANKME = _bound(M.COLLAPSE_RANKME, 0)  # RankMe <= 0.1 min(N, D) ...
+DIM_STD_L2 = _bound(M.COLLAPSE_STD_L2, 0)  # ... or std_l2 <= 0.3 (about sqrt(k / D): under ~10% of directions used)
 
 LABELS = ("healthy", "uniform collapse", "one-hot collapse", "dimensional collapse", "unknown")
 
@@ -94,59 +107,20 @@ class FeatureStats:
     spectrum: np.ndarray  # (min(N, D),) normalised singular values, descending
     per_dim_variance: np.ndarray  # (D,)
 
+    def values(self) -> dict[str, float]:
+        """The three ``collapse/*`` values under their metric names."""
+        return {M.COLLAPSE_STD_L2: self.std_l2, M.COLLAPSE_RANKME: self.rankme,
+                M.COLLAPSE_MEAN_COSINE: self.mean_cosine}
+
 
 def feature_stats(z: np.ndarray | torch.Tensor) -> FeatureStats:
     """All feature statistics of z (N, D)."""
     x = _t(z)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"feature statistics need a matrix (N >= 2, D); got shape {tuple(x.shape)}")
-    return FeatureStats(int(x.shape[0]), int(x.shape[1]), std_l2(x), rankme(x), mean_cosine(x),
-                        singular_spectrum(x), per_dim_variance(x))
-
-
-# ---------------------------------------------------------------------------------------
-# DINO output statistics: probabilities (N, K)
-# ---------------------------------------------------------------------------------------
-def _entropy(p: torch.Tensor) -> torch.Tensor:
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
-
-
-@dataclass
-class ProbStats:
-    """Statistics of the teacher's (and optionally the student's) output distributions."""
-
-    log_k: float  # ln K: the entropy of the uniform distribution
-    teacher_entropy: float  # mean per-sample entropy of p_t (nats)
-    teacher_batch_entropy: float  # entropy of the batch-mean p_t (nats)
-    teacher_max_prob: float  # mean over samples of max_k p_t
-    top_dims_share: float  # mass of the batch-mean p_t on its 3 largest dimensions
-    kl_teacher_student: float | None = None  # mean KL(p_t || p_s) (nats); None without a student
-
-
-def prob_stats(teacher_probs: np.ndarray | torch.Tensor,
-               student_probs: np.ndarray | torch.Tensor | None = None) -> ProbStats:
-    """Statistics of p_t (N, K) (rows sum to 1) and optionally p_s (N, K) for the same images."""
-    pt = _t(teacher_probs).double()
-    mean_p = pt.mean(0)
-    kl = None
-    if student_probs is not None:
-        ps = _t(student_probs).double()
-        kl = float((pt * (torch.log(pt.clamp_min(1e-12)) - torch.log(ps.clamp_min(1e-12)))).sum(-1).mean())
-    return ProbStats(
-        log_k=math.log(pt.shape[-1]),
-        teacher_entropy=float(_entropy(pt).mean()),
-        teacher_batch_entropy=float(_entropy(mean_p)),
-        teacher_max_prob=float(pt.max(-1).values.mean()),
-        top_dims_share=float(mean_p.topk(min(3, pt.shape[-1])).values.sum()),
-        kl_teacher_student=kl,
-    )
-
-
-def dino_probs(logits: torch.Tensor, temp: float, center: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax((g - c) / temp): the teacher's p_t (with its centre and tau_t) or the student's
-    p_s (no centre, tau_s). (N, K) -> (N, K)."""
-    g = logits.float() if center is None else logits.float() - center.float()
-    return torch.softmax(g / temp, dim=-1)
+    c = {k: float(v) for k, v in online.collapse_stats(x).items()}
+    return FeatureStats(int(x.shape[0]), int(x.shape[1]), c[M.COLLAPSE_STD_L2], c[M.COLLAPSE_RANKME],
+                        c[M.COLLAPSE_MEAN_COSINE], singular_spectrum(x), per_dim_variance(x))
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,7 +139,7 @@ class Diagnosis:
 
 
 def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagnosis:
-    """Label a representation from metric values named as in DESIGN.md.
+    """Label a representation from metric values named as in ``core.metrics``.
 
     Uses ``dino/teacher_entropy``, ``dino/log_k``, ``dino/kl_teacher_student``,
     ``dino/teacher_batch_entropy`` (DINO only) and ``collapse/rankme``, ``collapse/std_l2``
@@ -175,9 +149,9 @@ def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagno
     """
     v = {k: float(x) for k, x in values.items() if x is not None and math.isfinite(float(x))}
     ev: list[str] = []
-    h, log_k = v.get("dino/teacher_entropy"), v.get("dino/log_k")
-    kl, hb = v.get("dino/kl_teacher_student"), v.get("dino/teacher_batch_entropy")
-    rm, sl = v.get("collapse/rankme"), v.get("collapse/std_l2")
+    h, log_k = v.get(M.DINO_TEACHER_ENTROPY), v.get(M.DINO_LOG_K)
+    kl, hb = v.get(M.DINO_KL_TEACHER_STUDENT), v.get(M.DINO_TEACHER_BATCH_ENTROPY)
+    rm, sl = v.get(M.COLLAPSE_RANKME), v.get(M.COLLAPSE_STD_L2)
     if h is not None and log_k:
         r = h / log_k
         if r >= UNIFORM_ENTROPY and kl is not None and kl <= UNIFORM_KL:
@@ -222,30 +196,23 @@ def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagno
     return Diagnosis("healthy", ev, v)
 
 
-def diagnose_features(z: np.ndarray | torch.Tensor, teacher_probs: np.ndarray | torch.Tensor | None = None,
-                      student_probs: np.ndarray | torch.Tensor | None = None) -> Diagnosis:
-    """``diagnose`` from embeddings z (N, D) and, for DINO, p_t and p_s (N, K) of the same images."""
+def diagnose_features(z: np.ndarray | torch.Tensor, dino: Mapping[str, float] | None = None) -> Diagnosis:
+    """``diagnose`` from embeddings z (N, D) and, for DINO, the ``dino/*`` statistics of its
+    loss object on the same images (``dino_output_stats``)."""
     fs = feature_stats(z)
-    values = {"collapse/rankme": fs.rankme, "collapse/std_l2": fs.std_l2, "collapse/mean_cosine": fs.mean_cosine}
-    if teacher_probs is not None:
-        ps = prob_stats(teacher_probs, student_probs)
-        values.update({"dino/teacher_entropy": ps.teacher_entropy, "dino/log_k": ps.log_k,
-                       "dino/teacher_batch_entropy": ps.teacher_batch_entropy,
-                       "dino/teacher_max_prob": ps.teacher_max_prob})
-        if ps.kl_teacher_student is not None:
-            values["dino/kl_teacher_student"] = ps.kl_teacher_student
-    return diagnose(values, max_rank=min(fs.n, fs.dim))
+    return diagnose({**fs.values(), **(dino or {})}, max_rank=min(fs.n, fs.dim))
 
 
 def diagnose_run(run_dir: Path | str, last: int = 5) -> Diagnosis:
     """``diagnose`` from a run's logged scalars: each metric's mean over its ``last`` logged
     values (one noisy batch should not flip the label). RankMe is judged against
     min(batch size, width), the matrix the trainer computes it on."""
-    from trainer.models.loading import run_config
+    from trainer.config import preset_shape
+    from trainer.loading import run_config
     from trainer.store import read_scalars
 
-    names = ["dino/teacher_entropy", "dino/log_k", "dino/kl_teacher_student", "dino/teacher_batch_entropy",
-             "collapse/rankme", "collapse/std_l2", "collapse/mean_cosine"]
+    names = [M.DINO_TEACHER_ENTROPY, M.DINO_LOG_K, M.DINO_KL_TEACHER_STUDENT, M.DINO_TEACHER_BATCH_ENTROPY,
+             M.COLLAPSE_RANKME, M.COLLAPSE_STD_L2, M.COLLAPSE_MEAN_COSINE]
     cols, _ = read_scalars(run_dir, names=names)
     values: dict[str, float] = {}
     for name in names:
@@ -253,57 +220,81 @@ def diagnose_run(run_dir: Path | str, last: int = 5) -> Diagnosis:
         if sel.any():
             order = np.argsort(cols["step"][sel], kind="stable")
             values[name] = float(np.mean(cols["value"][sel][order][-last:]))
-    max_rank = None
     try:
         cfg = run_config(run_dir)
-        from trainer.config import preset_shape
-
         max_rank = min(cfg.data.batch_size, preset_shape(cfg.model)[1])
     except Exception:  # noqa: BLE001 - a run without a readable config still gets std_l2 judged
         max_rank = None
     return diagnose(values, max_rank)
 
 
+@torch.inference_mode()
+def dino_output_stats(method: DINO, views: list[torch.Tensor], step: int) -> dict[str, float]:
+    """The ``dino/*`` statistics of a DINO method on one batch of multi-crop views (globals
+    first, each (B, 3, H, W) normalised), computed by its own loss object as training does
+    (teacher on the global crops, student on all, centre, centring mode and tau_t at ``step``,
+    KL across views), in eval mode and without moving the centre."""
+    from core.eval_mode import eval_mode
+
+    with eval_mode(method):
+        t_logits = method.teacher(views[:2])[0]
+        s_logits = method.student(views)[0]
+        out = method.loss(t_logits, s_logits, step, update_center=False)
+    return {k: float(v) for k, v in out.stats.items()}
+
+
+def dino_views(method: DINO, images: np.ndarray, seed: int = 0) -> list[list[torch.Tensor]]:
+    """The training views (the method's ``ViewSpec``: multi-crop with its augmentations) of
+    uint8 images (N, S, S, 3), in batches of the training batch size, drawn from ``seed``."""
+    from trainer.data.multicrop import build_view_transform
+
+    transform = build_view_transform(method.views())
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, S, S) uint8
+    b = method.cfg.data.batch_size
+    return [transform.batch(x[s:s + b], g) for s in range(0, len(x) - b + 1, b)] or [transform.batch(x, g)]
+
+
+def diagnose_dino(method: DINO, batches: list[list[torch.Tensor]], step: int, z: np.ndarray | torch.Tensor
+                  ) -> tuple[Diagnosis, dict[str, float]]:
+    """``diagnose`` of a DINO checkpoint: its loss object's statistics on each batch of views,
+    averaged over the batches (as ``diagnose_run`` averages logged values), with the features
+    z (N, D). Returns the diagnosis and the averaged ``dino/*`` values."""
+    per_batch = [dino_output_stats(method, views, step) for views in batches]
+    dino = {k: float(np.mean([p[k] for p in per_batch])) for k in per_batch[0]}
+    return diagnose_features(z, dino), dino
+
+
 @dataclass
 class DiagnosisReport:
     """A checkpoint judged on its own features (and DINO outputs), and its run on its logs."""
 
-    checkpoint: Diagnosis  # from the val features (+ teacher/student outputs for DINO runs)
+    checkpoint: Diagnosis  # from the val features (+ the DINO loss object's statistics for DINO runs)
     features: FeatureStats
+    feature: str  # which image feature was judged: the method's own ("cls" | "pooled")
     run: Diagnosis | None = None  # from the run's logged scalars; None outside a run
-
-
-@torch.inference_mode()
-def dino_output_probs(method: torch.nn.Module, images: torch.Tensor, step: int,
-                      batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """A DINO method's p_t (centred, tau_t at ``step``) and p_s (tau_s) on normalised images
-    (N, 3, H, W), one view each: (N, K) and (N, K)."""
-    method.eval()
-    pt, ps = [], []
-    for s in range(0, images.shape[0], batch_size):
-        x = images[s:s + batch_size]
-        t_logits = method.teacher([x])[0][0]  # (b, K)
-        s_logits = method.student([x])[0][0]
-        center = method.center if method.cfg.dino.centering == "mean" else None
-        pt.append(dino_probs(t_logits, method.teacher_temp(step), center))
-        ps.append(dino_probs(s_logits, method.cfg.dino.student_temp))
-    return torch.cat(pt), torch.cat(ps)
+    dino: dict[str, float] | None = None  # the dino/* statistics of the checkpoint (DINO runs)
 
 
 def diagnose_source(source: Source, max_images: int = 512) -> DiagnosisReport:
-    """``diagnose`` an ``analysis.source.Source`` on the [CLS] features of its val split (and,
-    for a DINO run, its teacher and student outputs), and its run on its logged scalars."""
+    """``diagnose`` an ``analysis.source.Source`` on its val split: the image feature its method
+    trains (``Method.feature``: [CLS] for DINO and weights files, pooled for MAE and I-JEPA) and,
+    for a DINO run, its loss object's statistics on multi-crop views of the same images in
+    batches of the training size; and its run on its logged scalars."""
     from analysis.features import split_features
+    from trainer.methods import method_class
 
-    feats = split_features(source, "val", max_images)
-    pt = ps = None
+    feature = method_class(source.method).feature if source.method else "cls"
+    z = split_features(source, "val", max_images).get(feature)
+    dino = None
     if source.method == "dino" and source.run_dir is not None:
         from analysis.source import split_images
-        from trainer.data.datasets import normalize
-        from trainer.models.loading import load_method
+        from trainer.loading import load_method
 
         method, _, _ = load_method(source.run_dir, source.step)
         images = split_images(source, "val", max_images)[0]
-        pt, ps = dino_output_probs(method, normalize(images), source.step or 0)
+        check, dino = diagnose_dino(method, dino_views(method, images, source.seed), source.step or 0, z)
+    else:
+        check = diagnose_features(z)
     run = diagnose_run(source.run_dir) if source.run_dir is not None else None
-    return DiagnosisReport(diagnose_features(feats.cls, pt, ps), feature_stats(feats.cls), run)
+    return DiagnosisReport(check, feature_stats(z), feature, run, dino)

@@ -153,10 +153,14 @@ def umap_embedding(feats: np.ndarray | torch.Tensor, labels: np.ndarray | None =
     knn_idx, knn_dist = exact_cosine_knn(x, n_neighbors)
     reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine", n_epochs=n_epochs,
                         random_state=seed, precomputed_knn=(knn_idx, knn_dist, None), init="spectral")
-    with warnings.catch_warnings():
-        # "n_jobs overridden by random_state" and "no search index for transform": both expected
-        warnings.simplefilter("ignore")
-        coords = reducer.fit_transform(x).astype(np.float32)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            # "n_jobs overridden by random_state" and "no search index for transform": both expected
+            warnings.simplefilter("ignore")
+            coords = reducer.fit_transform(x).astype(np.float32)
+    finally:  # the fit leaves torch on another thread count (2 after OMP_NUM_THREADS=1): give it back
+        torch.set_num_threads(threads)
     params = {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "pca_dims": pca_dims,
               "n_epochs": n_epochs, "max_points": max_points}
     return Embedding(coords, y, idx, "umap", params)

@@ -3,7 +3,7 @@ target blocks on the patch grid, and per target patch the cosine similarity of t
 predictor's output to the target encoder's (layer-normed) feature -- where in the image the
 model can and cannot infer the missing representation.
 
-Uses the I-JEPA method's own mask generator and ``forward_parts``, so this is the training
+Uses the I-JEPA method's own ``predict`` (what its probe saves), so this is the training
 objective's view, for any seed.
 """
 
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from trainer.data.datasets import to_uint8_image
+from core.images import to_uint8_image
 from trainer.methods.ijepa import IJEPA
 
 
@@ -32,27 +31,23 @@ class JepaPrediction:
     loss: float  # the training loss on this draw
     seed: int
 
+    @property
+    def targets(self) -> np.ndarray:
+        """(B, h, w) bool: the patches any target block covers."""
+        return self.target_masks.any(1)
+
 
 @torch.inference_mode()
 def predict_targets(ijepa: IJEPA, images: torch.Tensor, seed: int = 0) -> JepaPrediction:
     """Run context encoder and predictor on normalised images (B, 3, H, W) with masks drawn
     from a generator seeded by ``seed``; compare with the target encoder on the full image."""
-    ijepa.eval()
-    b = images.shape[0]
-    masks = ijepa.mask_generator(b, torch.Generator().manual_seed(seed))
-    loss, pred, target, _, _ = ijepa.forward_parts(images, masks)  # pred, target: (T*B, K, D)
-    t, k = masks.target_ids.shape[1:]
-    cos = F.cosine_similarity(pred.float(), target.float(), dim=-1)  # (T*B, K), block-major
-    cos = cos.reshape(t, b, k).transpose(0, 1).cpu()  # (B, T, K)
-    h, w = masks.grid
-    ids = masks.target_ids.cpu().reshape(b, t * k)
-    total = torch.zeros(b, h * w).scatter_add_(1, ids, cos.reshape(b, t * k))
-    count = torch.zeros(b, h * w).scatter_add_(1, ids, torch.ones(b, t * k))
-    per_patch = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+    pr = ijepa.predict(images, torch.Generator().manual_seed(seed))
+    b, t = images.shape[0], pr.masks.target_ids.shape[1]
+    h, w = pr.masks.grid
     return JepaPrediction(
         original=to_uint8_image(images),
-        context_mask=masks.context_mask().reshape(b, h, w).numpy(),
-        target_masks=masks.target_masks().reshape(b, t, h, w).numpy(),
-        pred_cosine=per_patch.reshape(b, h, w).numpy().astype(np.float32),
-        block_cosine=cos.mean(-1).numpy().astype(np.float32),
-        mean_cosine=float(cos.mean()), loss=float(loss), seed=seed)
+        context_mask=pr.masks.context_mask().reshape(b, h, w).numpy(),
+        target_masks=pr.masks.target_masks().reshape(b, t, h, w).numpy(),
+        pred_cosine=pr.per_patch.numpy().astype(np.float32),
+        block_cosine=pr.cosine.mean(-1).numpy().astype(np.float32),
+        mean_cosine=float(pr.cosine.mean()), loss=pr.loss, seed=seed)

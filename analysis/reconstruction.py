@@ -2,9 +2,9 @@
 input, the reconstruction, the reconstruction with the visible patches pasted back (the MAE
 paper's figures), and the PSNR over the removed patches.
 
-Built from the MAE method's own public pieces (``random_masking``, ``forward_masked``, its
-decoder, ``pixels_from_pred``, ``psnr_masked``), so the pictures show exactly what training
-optimises, at any mask ratio rather than only the trained one.
+Built from the MAE method's own ``reconstruct`` (the pictures its probe saves) and
+``psnr_masked``, so the pictures show exactly what training optimises, at any mask ratio
+rather than only the trained one.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.data.datasets import to_uint8_image
-from trainer.data.masking import random_masking
-from trainer.methods.mae import MAE, psnr_masked, unpatchify
-from trainer.models.backbone import forward_masked
+from core.images import to_uint8_image
+from trainer.methods.mae import MAE, psnr_masked
 
 
 @dataclass
@@ -46,23 +44,15 @@ def reconstruct(mae: MAE, images: torch.Tensor, mask_ratio: float | None = None,
     size = mae.cfg.data.image_size
     if tuple(images.shape[-2:]) != (size, size):
         raise ValueError(f"MAE's decoder has fixed positions for {size} px images; got {tuple(images.shape[-2:])}")
-    mae.eval()
-    p, b = mae.patch_size, images.shape[0]
-    n = mae.grid * mae.grid
-    g = torch.Generator().manual_seed(seed)
-    ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, images.device)
-    latent = forward_masked(mae.encoder(), images, ids_keep)  # (B, P + N_keep, D)
-    pred = mae.decoder(latent, ids_restore)  # (B, N, p*p*3)
-    pix = mae.pixels_from_pred(pred, images)  # normalised-image units, also under norm_pix_loss
-    mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
-    recon = unpatchify(pix, p)
-    pasted = images * (1 - mask_px) + recon * mask_px
-    per_image = [float(psnr_masked(pix[i:i + 1], images[i:i + 1], mask[i:i + 1], p)) for i in range(b)]
+    b = images.shape[0]
+    pics = mae.reconstruct(images, torch.Generator().manual_seed(seed), ratio)
+    p = mae.patch_size
+    per_image = [float(psnr_masked(pics.pixels[i:i + 1], images[i:i + 1], pics.mask[i:i + 1], p)) for i in range(b)]
     return Reconstruction(
-        original=to_uint8_image(images), masked=to_uint8_image(images * (1 - mask_px)),
-        reconstruction=to_uint8_image(recon), pasted=to_uint8_image(pasted),
-        mask=mask.reshape(b, mae.grid, mae.grid).bool().cpu().numpy(),
-        psnr=np.asarray(per_image, np.float32), psnr_mean=float(psnr_masked(pix, images, mask, p)),
+        original=to_uint8_image(images), masked=to_uint8_image(pics.masked),
+        reconstruction=to_uint8_image(pics.reconstruction), pasted=to_uint8_image(pics.pasted),
+        mask=pics.mask.reshape(b, mae.grid, mae.grid).bool().cpu().numpy(),
+        psnr=np.asarray(per_image, np.float32), psnr_mean=float(psnr_masked(pics.pixels, images, pics.mask, p)),
         mask_ratio=ratio, seed=seed)
 
 

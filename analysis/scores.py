@@ -1,4 +1,4 @@
-"""How good are the features? Weighted k-NN (``analysis.knn``) and a linear probe
+"""How good are the features? Weighted k-NN (``core.knn``) and a linear probe
 (scikit-learn), each beside its references: the same backbone at random initialisation and
 raw pixels. A score without its reference says little at CPU scale, where a random ViT's
 features already separate simple classes well above chance.
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from analysis.features import Features, pixel_features, split_features
-from analysis.knn import KNN_K, KNN_TEMP, confusion_matrix, weighted_knn_predict
+from analysis.features import pixel_features, split_features
+from core.features import Features
+from core.knn import KNN_K, KNN_TEMP, confusion_matrix, weighted_knn_predict
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source

@@ -89,7 +89,7 @@ def open_source(target: Path | str, step: int | None = None, part: str | None = 
 
 
 def _open_run(run_dir: Path, step: int | None, part: str | None, data: Data | None) -> Source:
-    from trainer.models.loading import load_encoder, pick_checkpoint, run_config
+    from trainer.loading import load_encoder, pick_checkpoint, run_config
 
     cfg = run_config(run_dir)
     ck = pick_checkpoint(run_dir, step)

@@ -88,12 +88,12 @@ def quality(coords: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, fl
 
 
 def feature_speed(repeats: int = 3) -> None:
-    """``analysis.features.extract`` against the usual loop (normalise a batch of 64, timm
+    """``core.features.extract`` against the usual loop (normalise a batch of 64, timm
     ``forward_features`` under no_grad, keep [CLS]), both from the same uint8 images;
     interleaved, best of ``repeats``, so the load of a shared machine hits both alike."""
     import torch
 
-    from analysis.features import extract
+    from core.features import extract
     from trainer.config import Data, Model
     from trainer.data.datasets import build_dataset, normalize
     from trainer.models.backbone import build_backbone

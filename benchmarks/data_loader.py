@@ -24,7 +24,7 @@ from trainer.data import build_dataset, build_loader, build_view_transform  # no
 from trainer.data.datasets import MEAN, STD  # noqa: E402
 from trainer.data.multicrop import blur_sigma_range  # noqa: E402
 from trainer.data.shapes import make_shapes  # noqa: E402
-from trainer.methods.base import ViewSpec  # noqa: E402
+from trainer.data.views import ViewSpec  # noqa: E402
 
 SPEC = ViewSpec("multicrop", global_size=32, n_global=2, local_size=16, n_local=6)
 

@@ -18,6 +18,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core import metrics as M
+from core.metrics import METRICS
+from core.probes import Probe
+
 # 10 distinct colours first (Plotly's), then more; a run keeps its colour on every page.
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly) + tuple(qualitative.Dark24)
 # A small white template: naming "plotly_white" instead costs a deep copy of plotly's whole
@@ -124,13 +128,9 @@ def family_figure(panels: Sequence[tuple[str, Sequence[Curve]]], *, x_title: str
     return fig
 
 
-# The four DINO collapse signals, in panel order: (metric, panel title).
-COLLAPSE_PANELS: tuple[tuple[str, str], ...] = (
-    ("dino/teacher_entropy", "Teacher entropy H(p_t) (nats)"),
-    ("dino/kl_teacher_student", "KL(p_t || p_s) (nats)"),
-    ("dino/teacher_batch_entropy", "Batch entropy H(mean p_t) (nats)"),
-    ("dino/center_norm", "Center norm ||c||"),
-)
+# The four DINO collapse signals, in panel order; titles are their declared labels.
+COLLAPSE_PANELS: tuple[str, ...] = (M.DINO_TEACHER_ENTROPY, M.DINO_KL_TEACHER_STUDENT, M.DINO_TEACHER_BATCH_ENTROPY,
+                                    M.DINO_CENTER_NORM)
 
 
 def collapse_figure(curves: dict[str, Sequence[Curve]], log_k: float | None, *, x_title: str = "step",
@@ -138,10 +138,10 @@ def collapse_figure(curves: dict[str, Sequence[Curve]], log_k: float | None, *, 
     """DINO's collapse panel, 2 x 2: teacher entropy with lines at 0 (one-hot collapse) and
     ln K (uniform collapse), KL teacher-student (0 in both collapses), batch entropy (low when
     a few prototypes win for all images), center norm. ``curves``: metric -> per-run curves."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in COLLAPSE_PANELS],
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[METRICS[n].label for n in COLLAPSE_PANELS],
                         vertical_spacing=0.16, horizontal_spacing=0.08)
     seen: set[str] = set()
-    for i, (name, _) in enumerate(COLLAPSE_PANELS):
+    for i, name in enumerate(COLLAPSE_PANELS):
         row, col = divmod(i, 2)
         for c in curves.get(name, ()):
             _add_curve(fig, c, smoothing, row + 1, col + 1, show_legend=c.label not in seen)
@@ -165,8 +165,8 @@ def collapse_study_figure(entropy: Sequence[Curve], kl: Sequence[Curve], log_k: 
                           x_title: str = "step", smoothing: float = 0.0, height: int = 380) -> go.Figure:
     """The two panels of the DINO paper's collapse study (Caron et al. 2021, Fig. 7): teacher
     entropy and KL(teacher || student) over training, one curve per ablation arm."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["Teacher entropy (nats)", "KL(p_t || p_s) (nats)"],
-                        horizontal_spacing=0.08)
+    titles = [METRICS[M.DINO_TEACHER_ENTROPY].label, METRICS[M.DINO_KL_TEACHER_STUDENT].label]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
     for c in entropy:
         _add_curve(fig, c, smoothing, 1, 1)
     for c in kl:
@@ -298,48 +298,30 @@ def attention_grid_figure(image: np.ndarray | None, maps: np.ndarray, *, mean_ma
     return image_grid_figure(panels, cols=cols, title=title)
 
 
-# Probe arrays in display order with their row titles; other keys follow in the method's order.
-PROBE_ROWS = {"images": "image", "attn": "[CLS] attention, mean of heads", "masked": "MAE input (masked)",
-              "reconstruction": "reconstruction", "reconstruction_pasted": "reconstruction + visible",
-              "context_mask": "I-JEPA context", "target_masks": "targets", "pred_cosine": "cos(pred, target)"}
-# Keys that repeat another row: the probe images again, MAE's mask (shown by ``masked``).
-_PROBE_DUPLICATES = {"original": "images", "mask": "masked"}
-
-
-def probe_figure(arrays: dict[str, np.ndarray], *, max_images: int = 8) -> tuple[go.Figure | None, list[str]]:
-    """The probe batch of one step as a grid: one row per kind of array the method saved (the
-    images, mean attention over them, reconstructions, context and targets, similarity maps),
-    one column per probe image. Layouts: (P, S, S, 3) images; (P, h, w) maps; (P, n, h, w)
-    stacks (heads, target blocks), averaged over n. Returns the figure (None if nothing is
-    drawable) and the keys it skipped."""
-    images = arrays.get("images", arrays.get("original"))
-    base = np.asarray(images) if images is not None and np.asarray(images).ndim == 4 else None
-    rows: list[tuple[str, str, np.ndarray]] = []  # (key, kind, array)
-    skipped = []
-    order = list(PROBE_ROWS) + [k for k in arrays if k not in PROBE_ROWS]
-    for key in order:
-        if key not in arrays or _PROBE_DUPLICATES.get(key) in arrays:
-            continue
-        a = np.asarray(arrays[key])
-        if a.ndim == 4 and a.shape[-1] == 3:
-            rows.append((key, "image", a))
-        elif a.ndim in (3, 4) and a.dtype.kind in "fiub" and key != "embeddings":
-            rows.append((key, "map", a.astype(np.float64).mean(axis=1) if a.ndim == 4 else a))
-        else:
-            skipped.append(key)
+def probe_figure(probe: Probe, *, max_images: int = 8) -> tuple[go.Figure | None, list[str]]:
+    """The probe batch of one step as a grid: one row per drawn entry of the probe's declared
+    layout (images as they are, heat maps as their mean over a stack, masks as their union,
+    both over the layout's first image), one column per probe image. Returns the figure (None
+    if nothing is drawable) and the keys it does not draw (embeddings, scalars, undeclared)."""
+    rows = probe.drawn()
     if not rows:
-        return None, skipped
-    n = min(max_images, min(len(a) for _, _, a in rows))
-    size = base.shape[1] if base is not None else max(a.shape[1] for _, _, a in rows)
+        return None, probe.not_drawn()
+    base = probe.base_image()
+    arrays = [np.asarray(probe.arrays[e.name]) for e in rows]
+    n = min(max_images, min(len(a) for a in arrays))
+    size = base.shape[1] if base is not None else max(a.shape[-1] for a in arrays)
     # one mosaic per row (the n images side by side): two plotly axes per row instead of n keep
     # the Live page quick to draw
-    fig = make_subplots(rows=len(rows), cols=1, subplot_titles=[PROBE_ROWS.get(k, k) for k, _, _ in rows],
+    fig = make_subplots(rows=len(rows), cols=1, subplot_titles=[e.title for e in rows],
                         vertical_spacing=0.06 if len(rows) > 1 else 0.0)
-    for r, (_, kind, a) in enumerate(rows, start=1):
-        if kind == "image":
+    for r, (entry, a) in enumerate(zip(rows, arrays), start=1):
+        if entry.kind == "image":
             fig.add_trace(image_trace(_mosaic([_to_uint8(a[i]) for i in range(n)], 255)), row=r, col=1)
             continue
-        heat = _mosaic([_to_grid(a[i], size) for i in range(n)], np.nan)
+        maps = a.astype(np.float64)
+        if maps.ndim == 4:  # a stack (heads, blocks): heat maps averaged, masks joined
+            maps = maps.mean(axis=1) if entry.kind == "heatmap" else maps.max(axis=1)
+        heat = _mosaic([_to_grid(maps[i], size) for i in range(n)], np.nan)
         if base is not None:
             fig.add_trace(image_trace(_mosaic([_to_uint8(base[i]) for i in range(n)], 255)), row=r, col=1)
             fig.add_trace(go.Heatmap(z=heat, colorscale=HEAT_SCALE, opacity=0.65, showscale=False, hoverinfo="skip"),
@@ -355,7 +337,7 @@ def probe_figure(arrays: dict[str, np.ndarray], *, max_images: int = 8) -> tuple
     fig.update_layout(template=_TEMPLATE, height=len(rows) * 135 + 30, margin=dict(l=5, r=5, t=30, b=5),
                       showlegend=False)
     fig.update_annotations(font_size=12)
-    return fig, skipped
+    return fig, probe.not_drawn()
 
 
 _GAP = 2  # white pixels between the probe images of a row

@@ -8,14 +8,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, diagnosis, live, loaders, session
-from dashboard.glossary import doc, guide_link
+from core import metrics as M
+from core.metrics import metric
+from dashboard import charts, diagnosis, loaders, session
+from dashboard.glossary import guide_link
 
-_DEFAULT_METRICS = ("train/loss", "eval/knn_top1", "collapse/rankme", "collapse/std_l2")
+_DEFAULT_METRICS = (M.TRAIN_LOSS, M.EVAL_KNN_TOP1, M.COLLAPSE_RANKME, M.COLLAPSE_STD_L2)
 _IGNORED_KEYS = {"run.name", "run.group", "run.runs_dir", "run.device"}
-_FINAL = (("k-NN", "eval/knn_top1"), ("entropy", "dino/teacher_entropy"), ("KL", "dino/kl_teacher_student"),
-          ("batch entropy", "dino/teacher_batch_entropy"), ("RankMe", "collapse/rankme"),
-          ("std l2", "collapse/std_l2"), ("loss", "train/loss"))
+_FINAL = (("k-NN", M.EVAL_KNN_TOP1), ("entropy", M.DINO_TEACHER_ENTROPY), ("KL", M.DINO_KL_TEACHER_STUDENT),
+          ("batch entropy", M.DINO_TEACHER_BATCH_ENTROPY), ("RankMe", M.COLLAPSE_RANKME),
+          ("std l2", M.COLLAPSE_STD_L2), ("loss", M.TRAIN_LOSS))
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
@@ -50,12 +52,12 @@ def final_table(runs: list[tuple[dict, pd.DataFrame]], labels: dict[str, str]) -
     rows = []
     for info, frame in runs:
         diag = diagnosis.of_run(info["dir"])
-        k = live.log_k(info, frame)
+        k = loaders.log_k(info, frame)
         row = {"run": info["run_id"], "arm": labels.get(info["run_id"], ""), "method": info.get("method"),
                "status": info.get("status"), "step": loaders.last_step(frame)}
-        for col, name in _FINAL:
-            row[col] = loaders.last_value(frame, name)
-        row["H / ln K"] = row["entropy"] / k if row["entropy"] is not None and k else None
+        values = {name: loaders.last_value(frame, name) for _, name in _FINAL}
+        row.update({col: values[name] for col, name in _FINAL})
+        row["H / ln K"] = loaders.entropy_ratio(values, k)
         row["diagnosis"] = diag.label if diag else ""
         rows.append(row)
     return pd.DataFrame(rows)
@@ -127,11 +129,11 @@ def _collapse_study(arms, colors, smoothing: float, x_axis: str) -> None:
     st.subheader("DINO collapse study", divider="gray",
                  help="As in Fig. 7 of the DINO paper: centering alone drifts to ln K (uniform), sharpening alone "
                       "to 0 (one-hot); both keep the entropy between and KL above 0. "
-                      + guide_link("dino/teacher_entropy"))
-    ks = [k for i, f in dino if (k := live.log_k(i, f)) is not None]
+                      + guide_link(M.DINO_TEACHER_ENTROPY))
+    ks = [k for i, f in dino if (k := loaders.log_k(i, f)) is not None]
     fig = charts.collapse_study_figure(
-        live.curves(dino, "dino/teacher_entropy", colors, x_axis),
-        live.curves(dino, "dino/kl_teacher_student", colors, x_axis),
+        loaders.curves(dino, M.DINO_TEACHER_ENTROPY, colors, x_axis),
+        loaders.curves(dino, M.DINO_KL_TEACHER_STUDENT, colors, x_axis),
         ks[0] if ks else None, x_title=loaders.X_AXES[x_axis], smoothing=smoothing)
     st.plotly_chart(fig, key="collapse_study", config={"displaylogo": False})
     st.download_button("Figure (HTML)", lambda: fig.to_html(include_plotlyjs=True), "collapse_study.html",
@@ -139,7 +141,7 @@ def _collapse_study(arms, colors, smoothing: float, x_axis: str) -> None:
 
 
 def _curves(runs, arms, colors, smoothing: float, x_axis: str, log_y: bool) -> None:
-    names = sorted({n for _, f in runs for n in loaders.metric_names(f)} - {"dino/log_k"})
+    names = sorted(n for n in {n for _, f in runs for n in loaders.metric_names(f)} if metric(n).curve)
     if not names:
         st.info("These runs have logged no metrics yet.")
         return
@@ -148,7 +150,7 @@ def _curves(runs, arms, colors, smoothing: float, x_axis: str, log_y: bool) -> N
     picked = st.multiselect("Metrics", names, default=default, key="cmp_metrics")
     st.html(charts.color_key_html({label: colors[label] for label in (i["run_id"] for i, _ in arms)}))
     if picked:
-        panels = [(f"{doc(n).title} <span style='color:#888'>{n}</span>", live.curves(arms, n, colors, x_axis))
+        panels = [(f"{metric(n).label} <span style='color:#888'>{n}</span>", loaders.curves(arms, n, colors, x_axis))
                   for n in picked]
         fig = charts.family_figure(panels, x_title=loaders.X_AXES[x_axis], smoothing=smoothing, log_y=log_y, cols=2,
                                    panel_height=300)

@@ -1,11 +1,13 @@
 """Guide page: each method and each metric with its formula, what healthy and collapsed look
-like, and what to try. Every chart's help text links to an anchor here."""
+like, and what to try (the declarations of ``core.metrics``, family by family). Every
+chart's help text links to an anchor here."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.glossary import DOCS, FAMILIES, METHODS
+from core.metrics import FAMILIES, METRICS, family_names
+from dashboard.glossary import METHODS
 
 # (kind, what you see, cause, what to try)
 _COLLAPSES = (
@@ -35,26 +37,18 @@ def render() -> None:
     table = ["| kind | what you see | cause | try |", "|---|---|---|---|"]
     table += [f"| **{k}** | {see} | {cause} | {fix} |" for k, see, cause, fix in _COLLAPSES]
     st.markdown("\n".join(table))
-    listed = set()
-    for family, help_text, names in FAMILIES:
-        st.header(f"Metrics: {family.lower()}", anchor=family.lower().replace(" ", "-"), divider="gray")
-        st.caption(help_text.capitalize() + ". Names as in the run store (`metrics.sqlite`).")
-        for name in names:
-            _metric(name)
-            listed.add(name)
-    rest = [n for n in DOCS if n not in listed]
-    if rest:
-        st.header("Metrics: other", anchor="other-metrics", divider="gray")
-        for name in rest:
+    for family in FAMILIES:  # every declared metric belongs to one family
+        st.header(f"Metrics: {family.title.lower()}", anchor=family.title.lower().replace(" ", "-"), divider="gray")
+        st.caption(family.help.capitalize() + ". Names as in the run store (`metrics.sqlite`).")
+        for name in family_names(family):
             _metric(name)
 
 
 def _metric(name: str) -> None:
-    d = DOCS.get(name)
-    if d is None:
-        return
+    d = METRICS[name]
     st.subheader(d.title, anchor=d.anchor)  # the anchor every help link points at
-    st.caption(f"`{d.name}`")
+    st.caption(f"`{d.name}`" + (f" · {d.unit}" if d.unit else "") + (f" · healthy {d.range_text}" if d.range_text
+                                                                       else ""))
     if d.formula:
         st.latex(d.formula)
     lines = [d.meaning]
@@ -65,3 +59,4 @@ def _metric(name: str) -> None:
     if d.try_:
         lines.append(f"- **Try:** {d.try_}")
     st.markdown("\n".join(lines))
+

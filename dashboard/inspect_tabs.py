@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import metrics as M
+from core.metrics import metric
 from dashboard import charts, models
 from dashboard.glossary import guide_link
 
@@ -33,7 +35,7 @@ def _guarded(view):
 
 
 def _normalize(images: np.ndarray):
-    from trainer.data.datasets import normalize
+    from core.images import normalize
 
     return normalize(images)
 
@@ -56,7 +58,7 @@ def embeddings(target: str, step: int | None, src) -> None:
     fig = charts.embedding_figure(e.coords, e.labels, classes, hover=hover,
                                   title=f"{how} of {len(e.indices)} {feature} features, coloured by class")
     st.caption("Click a point, or draw a box or lasso (toolbar, top right), to see the images. Well-separated "
-               "class clusters mean the features carry the class without labels. " + guide_link("collapse/rankme"))
+               "class clusters mean the features carry the class without labels. " + guide_link(M.COLLAPSE_RANKME))
     event = st.plotly_chart(fig, key="embedding", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config=_CFG)
     rows = charts.selected_indices(event)
@@ -93,58 +95,40 @@ def _attention_image(target: str, step: int | None, src) -> tuple[np.ndarray, np
 
 @_guarded
 def attention(target: str, step: int | None, src) -> None:
-    from analysis.attention import (
-        attention_jaccard,
-        attention_maps,
-        attention_rollout,
-        high_norm_tokens,
-        last_layer_attention,
-        mass_mask,
-        token_norms,
-    )
+    from analysis.attention import inspect_attention
 
     c1, c2 = st.columns([3, 2])
     with c1:
         image, obj_mask, caption = _attention_image(target, step, src)
     keep = c2.slider("Mass kept by the mask", 0.1, 0.95, 0.6, 0.05, key="att_keep",
                      help="The mask keeps the most-attended patches that hold this share of the attention (DINO: 0.6).")
-    x = _normalize(image[None])
-    vit = src.vit
-    norms = token_norms(vit, x)  # (1, L)
-    p = int(vit.num_prefix_tokens)
-    h = w = image.shape[0] // vit.patch_embed.patch_size[0]
-    high = high_norm_tokens(norms, p)[0].reshape(h, w)
-    if vit.cls_token is None:
+    v = inspect_attention(src.vit, _normalize(image[None]), obj_mask, keep)
+    norm_panels = [("token norm", image, v.token_norm), ("high-norm tokens (> 2x median)", image, v.high_norm * 1.0)]
+    if v.cls_attn is None:
         st.info("This backbone has no [CLS] token (I-JEPA pools its patches), so there is no [CLS] attention; "
                 "the output token norms show where its features are strongest.")
-        st.plotly_chart(charts.image_grid_figure([("image", image, None),
-                                                  ("token norm", image, norms[0, p:].reshape(h, w)),
-                                                  ("high-norm tokens", image, high.astype(float))], cols=3),
+        st.plotly_chart(charts.image_grid_figure([("image", image, None), *norm_panels], cols=3),
                         key="att_norms", config=_CFG)
         return
-    res = last_layer_attention(vit, x)
-    mask = mass_mask(res.mean_attn, keep)[0]
     st.subheader("Last-layer [CLS] attention per head", divider="gray",
                  help="Each head's attention from [CLS] to the patches; DINO heads often pick out the object. "
-                      + guide_link("tokens/register_attn_share"))
+                      + guide_link(M.TOKENS_REGISTER_ATTN_SHARE))
     st.caption(caption)
-    st.plotly_chart(charts.attention_grid_figure(image, res.cls_attn[0], mean_map=res.mean_attn[0],
-                                                 mask=mask.astype(float), cols=min(6, res.cls_attn.shape[1] + 3)),
+    st.plotly_chart(charts.attention_grid_figure(image, v.cls_attn, mean_map=v.mean_attn, mask=v.mask * 1.0,
+                                                 cols=min(6, v.cls_attn.shape[0] + 3)),
                     key="attention_grid", config=_CFG)
-    rollout = attention_rollout(attention_maps(vit, x), res.num_prefix, res.mean_attn.shape[-2:])[0]
-    panels = [("rollout over all blocks", image, rollout), ("token norm", image, norms[0, p:].reshape(h, w)),
-              ("high-norm tokens (> 2x median)", image, high.astype(float))]
-    if res.register_maps.shape[2]:
-        panels.append(("patch attention to registers", image, res.register_share[0]))
+    panels = [("rollout over all blocks", image, v.rollout), *norm_panels]
+    if v.register_share is not None:
+        panels.append(("patch attention to registers", image, v.register_share))
     st.subheader("Rollout, registers and high-norm tokens", divider="gray",
                  help="Rollout multiplies attention through the blocks; high-norm patch tokens are the artefacts "
-                      "registers remove. " + guide_link("tokens/high_norm_frac"))
+                      "registers remove. " + guide_link(M.TOKENS_HIGH_NORM_FRAC))
     st.plotly_chart(charts.image_grid_figure(panels, cols=len(panels)), key="attention_extras", config=_CFG)
-    if obj_mask is not None:
-        j = attention_jaccard(vit, x, obj_mask[None].astype(bool), keep)
+    if v.jaccard is not None:
+        j = v.jaccard
         st.metric("Jaccard of the attention mask with the object", f"{j.per_image[0]:.2f}",
-                  help=f"Mean over heads' masks {j.per_head.mean():.2f}, best head {int(np.argmax(j.per_head))} "
-                       f"({j.per_head.max():.2f}). 1 = the mask is exactly the object.")
+                  help=f"Mean over heads' masks {j.per_head.mean():.2f}, best head {j.best_head} "
+                       f"({j.per_head[j.best_head]:.2f}). 1 = the mask is exactly the object.")
 
 
 def _needs(src, method: str, what: str) -> bool:
@@ -168,7 +152,7 @@ def reconstructions(target: str, step: int | None, src) -> None:
     seed = c2.number_input("Seed", 0, 10_000, 0, key="rec_seed", help="Draws which patches are hidden.")
     images, _, _, _ = models.split_images(target, step, "val", N_PICTURES)
     r = reconstruct(models.method(target, step), _normalize(images), ratio, int(seed))
-    st.metric("Masked-patch PSNR", f"{r.psnr_mean:.2f} dB", help=guide_link("mae/psnr_masked"))
+    st.metric("Masked-patch PSNR", f"{r.psnr_mean:.2f} dB", help=guide_link(M.MAE_PSNR_MASKED))
     panels = []
     for i in range(len(images)):
         panels += [("original" if i == 0 else "", r.original[i], None), ("masked" if i == 0 else "", r.masked[i], None),
@@ -186,13 +170,13 @@ def predictions(target: str, step: int | None, src) -> None:
     seed = st.number_input("Seed", 0, 10_000, 0, key="jepa_seed", help="Draws the context and target blocks.")
     images, _, _, _ = models.split_images(target, step, "val", N_PICTURES)
     pr = predict_targets(models.method(target, step), _normalize(images), int(seed))
-    st.metric("Mean cosine, prediction vs target", f"{pr.mean_cosine:.3f}", help=guide_link("ijepa/loss"))
+    st.metric("Mean cosine, prediction vs target", f"{pr.mean_cosine:.3f}", help=guide_link(M.IJEPA_LOSS))
     panels = []
     for i in range(len(images)):
         first = i == 0
         panels += [("image" if first else "", pr.original[i], None),
                    ("context block" if first else "", pr.original[i], pr.context_mask[i].astype(float)),
-                   ("target blocks" if first else "", pr.original[i], pr.target_masks[i].any(0).astype(float)),
+                   ("target blocks" if first else "", pr.original[i], pr.targets[i] * 1.0),
                    ("cosine per target patch" if first else "", None, pr.pred_cosine[i])]
     st.plotly_chart(charts.image_grid_figure(panels, cols=4, panel_px=150), key="predictions", config=_CFG)
     st.caption("Bright cosine: the predictor infers that patch's representation from the context; dark: it cannot.")
@@ -207,14 +191,14 @@ def _attributions(target: str, step: int | None, how: str, n: int):
 
 @_guarded
 def attribution(target: str, step: int | None, src) -> None:
-    from analysis.attention import last_layer_attention
+    from analysis.attention import mean_cls_attention
 
     how = st.segmented_control("Method", ["integrated_gradients", "occlusion"], default="integrated_gradients",
                                key="attr_how", format_func=lambda m: m.replace("_", " ")) or "integrated_gradients"
     st.caption("What drives the cosine of each image's embedding to its class prototype: red patches raise it, "
                "blue lower it. Beside it, where the [CLS] token looks.")
     images, labels, attr = _attributions(target, step, how, 4)
-    attn = last_layer_attention(src.vit, _normalize(images)).mean_attn if src.vit.cls_token is not None else None
+    attn = mean_cls_attention(src.vit, _normalize(images))
     panels = []
     for i in range(len(images)):
         panels += [("image" if i == 0 else "", images[i], None),
@@ -224,9 +208,9 @@ def attribution(target: str, step: int | None, src) -> None:
     cols = 3 if attn is not None else 2
     st.plotly_chart(charts.image_grid_figure(panels, cols=cols, panel_px=150, heat_scale="RdBu_r", signed=True),
                     key="attribution", config=_CFG)
-    if attr.delta is not None:
+    if attr.completeness_gap is not None:
         st.caption(f"Integrated Gradients completeness gap |sum(attr) - (f(x) - f(baseline))|: "
-                   f"{float(np.abs(attr.delta).max()):.3g} (small = faithful).")
+                   f"{attr.completeness_gap:.3g} (small = faithful).")
 
 
 @_guarded
@@ -254,4 +238,22 @@ def scores(target: str, step: int | None, src) -> None:
     st.download_button("Scores (CSV)", pd.DataFrame(rows, columns=["score", "top1"]).to_csv(index=False),
                        "scores.csv", "text/csv", icon=":material/download:", on_click="ignore")
     st.caption(f"{r.n_train} train images as the k-NN bank, {r.n_val} validation queries. "
-               + guide_link("eval/knn_top1"))
+               + guide_link(M.EVAL_KNN_TOP1))
+    _diagnosis(target, step)
+
+
+def _diagnosis(target: str, step: int | None) -> None:
+    """The checkpoint's collapse diagnosis: its own features and, for DINO, its loss object's
+    statistics on training views of the validation images (``analysis.collapse.diagnose_source``)."""
+    rep = models.diagnosis(target, step)
+    st.subheader(f"Collapse diagnosis: {rep.checkpoint.label}", divider="gray",
+                 help="Judged on this checkpoint's validation features (" + rep.feature + ") and, for DINO, on "
+                      "the teacher and student outputs of its own loss (centre, centring, temperatures) over "
+                      "training views. " + guide_link(M.DINO_TEACHER_ENTROPY))
+    st.markdown("\n".join(f"- {e}" for e in rep.checkpoint.evidence))
+    values = pd.DataFrame([(n, metric(n).title, v, metric(n).range_text) for n, v in rep.checkpoint.values.items()],
+                          columns=["metric", "meaning", "value", "healthy"])
+    st.dataframe(values, hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+    if rep.run is not None:
+        st.caption(f"The run's logged curves (last 5 logs): **{rep.run.label}**.")

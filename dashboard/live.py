@@ -3,15 +3,16 @@ collapse panel, a banner when a run collapses, and the probe images at any logge
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
+from core import metrics as M
+from core.metrics import FAMILIES, METRICS, Family, family_names, metric
 from dashboard import charts, diagnosis, loaders, session
-from dashboard.glossary import FAMILIES, doc, guide_link
+from dashboard.glossary import guide_link
 from trainer.store import read_events
 
 _INTERVALS = {"every 1 s": 1.0, "every 2 s": 2.0, "every 5 s": 5.0, "every 15 s": 15.0, "paused": None}
@@ -26,54 +27,36 @@ class View:
     log_y: bool = False
 
 
-def log_k(info: dict, frame) -> float | None:
-    """ln K of a DINO run: the logged ``dino/log_k``, else from the config's K."""
-    v = loaders.last_value(frame, "dino/log_k")
-    if v is not None:
-        return v
-    k = loaders.config_value(info, "dino.out_dim")
-    return math.log(k) if info.get("method") == "dino" and isinstance(k, int) and k > 0 else None
-
-
-def curves(runs: list[tuple[dict, object]], name: str, colors: dict[str, str], x_axis: str) -> list[charts.Curve]:
-    out = []
-    for info, frame in runs:
-        x, y = loaders.series(frame, name, x_axis)
-        if len(x):
-            out.append(charts.Curve(info["run_id"], colors.get(info["run_id"], charts.PALETTE[0]), x, y))
-    return out
-
-
 def collapse_panel(runs: list[tuple[dict, object]], colors: dict[str, str], view: View):
     """The DINO collapse figure for the given runs (None when no run logs DINO stats)."""
-    per_metric = {name: curves(runs, name, colors, view.x_axis) for name, _ in charts.COLLAPSE_PANELS}
+    per_metric = {name: loaders.curves(runs, name, colors, view.x_axis) for name in charts.COLLAPSE_PANELS}
     if not any(per_metric.values()):
         return None
-    ks = [k for info, frame in runs if (k := log_k(info, frame)) is not None]
+    ks = [k for info, frame in runs if (k := loaders.log_k(info, frame)) is not None]
     return charts.collapse_figure(per_metric, ks[0] if ks else None, x_title=loaders.X_AXES[view.x_axis],
                                   smoothing=view.smoothing)
 
 
-def _family(title: str, help_text: str, names: tuple[str, ...], runs, colors, view: View) -> None:
-    present = [n for n in names if any(n in set(f["name"]) for _, f in runs if not f.empty)]
+def _family(family: Family, names: tuple[str, ...], runs, colors, view: View) -> None:
+    present = [n for n in names if metric(n).curve and any(n in set(f["name"]) for _, f in runs if not f.empty)]
     if not present:
         return
-    st.subheader(title, help=f"{help_text.capitalize()}. {guide_link()}", divider="gray")
-    if title == "DINO collapse":
+    st.subheader(family.title, help=f"{family.help.capitalize()}. {guide_link()}", divider="gray")
+    if family.figure == "collapse":
         fig = collapse_panel(runs, colors, view)
         if fig is not None:
             st.plotly_chart(fig, key="collapse_panel", config={"displaylogo": False})
             st.caption("Healthy: entropy between the two dashed lines with KL above 0. Entropy on ln K with KL "
                        "at 0 is uniform collapse; entropy near 0 is one-hot collapse. "
-                       + guide_link("dino/teacher_entropy"))
-        present = [n for n in present if n not in dict(charts.COLLAPSE_PANELS)]
+                       + guide_link(M.DINO_TEACHER_ENTROPY))
+        present = [n for n in present if n not in charts.COLLAPSE_PANELS]
     if not present:
         return
-    panels = [(f"{doc(n).title} <span style='color:#888'>{n}</span>", curves(runs, n, colors, view.x_axis))
+    panels = [(f"{metric(n).label} <span style='color:#888'>{n}</span>", loaders.curves(runs, n, colors, view.x_axis))
               for n in present]
     fig = charts.family_figure(panels, x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
                                log_y=view.log_y)
-    st.plotly_chart(fig, key=f"family_{title}", config={"displaylogo": False})
+    st.plotly_chart(fig, key=f"family_{family.title}", config={"displaylogo": False})
 
 
 def _status_line(runs) -> None:
@@ -98,7 +81,7 @@ def _banners(runs) -> None:
             st.warning(f"**{info['run_id']}**, step {ev['step']}: {ev['message']}", icon=":material/report:")
         diag = diagnosis.of_run(info["dir"])
         if diag is not None and diag.collapsed:
-            st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link('dino/teacher_entropy')}",
+            st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link(M.DINO_TEACHER_ENTROPY)}",
                        icon=":material/warning:")
 
 
@@ -119,13 +102,11 @@ def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: Vi
         st.info("No metrics logged yet; the first rows appear after `run.log_every` steps.")
         return
     st.html(charts.color_key_html({i["run_id"]: colors.get(i["run_id"], charts.PALETTE[0]) for i, _ in runs}))
-    known = set()
-    for title, help_text, names in FAMILIES:
-        _family(title, help_text, names, runs, colors, view)
-        known |= set(names)
-    others = sorted({n for _, f in runs for n in loaders.metric_names(f)} - known - {"dino/log_k"})
-    if others:
-        _family("Other metrics", "metrics without a family", tuple(others), runs, colors, view)
+    for family in FAMILIES:
+        _family(family, family_names(family), runs, colors, view)
+    others = sorted({n for _, f in runs for n in loaders.metric_names(f)} - set(METRICS))
+    if others:  # names no declaration knows (a run written by other code)
+        _family(metric(others[0]).family, tuple(others), runs, colors, view)
 
 
 def probe_panel(root: Path, run_ids: list[str]) -> None:
@@ -145,14 +126,15 @@ def probe_panel(root: Path, run_ids: list[str]) -> None:
         step = steps[-1]
     else:
         step = st.select_slider("Step", options=steps, value=steps[-1], key="probe_step")
-    arrays = loaders.probe(str(root / run_id), step)
-    if isinstance(arrays, str):
-        st.warning(arrays)
+    probe = loaders.probe(str(root / run_id), step)
+    if isinstance(probe, str):
+        st.warning(probe)
         return
-    fig, skipped = charts.probe_figure(arrays)
+    fig, skipped = charts.probe_figure(probe)
     st.caption(f"{run_id}, step {step} of {steps[-1]} ({len(steps)} probes saved)")
     if fig is None:
-        st.caption("This probe holds no image-like arrays" + (f" (keys: {', '.join(skipped)})." if skipped else "."))
+        keys = f" (keys: {', '.join(skipped)})." if skipped else "."
+        st.caption("This probe holds no arrays its layout draws" + keys)
     else:
         st.plotly_chart(fig, key="probe_fig", config={"displaylogo": False})
 

@@ -9,14 +9,17 @@ says so in the same snapshot as the rows, so no row is skipped or kept twice).
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import metrics as M
+from core.probes import Probe, read_probe
 from trainer import store
 from trainer.store import (
     ScalarCursor,
@@ -29,6 +32,9 @@ from trainer.store import (
     read_scalars,
     scan_runs,
 )
+
+if TYPE_CHECKING:
+    from dashboard.charts import Curve
 
 _BUFFERS_KEY = "_metric_buffers"
 COLUMNS = ("step", "epoch", "wall_time", "name", "value")
@@ -148,9 +154,42 @@ def probe_steps(run_dir: Path | str) -> list[int]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def probe(run_dir: str, step: int) -> dict[str, np.ndarray] | str:
-    """The probe arrays saved at ``step``, or a one-line reason they cannot be read."""
+def probe(run_dir: str, step: int) -> Probe | str:
+    """The probe saved at ``step`` with its layout (the file's own, else the run's method's),
+    or a one-line reason it cannot be read."""
+    from trainer.methods import probe_layout  # imports timm: only once a probe is shown
+
     try:
-        return load_probe(run_dir, step)
-    except StoreError as e:
+        arrays = load_probe(run_dir, step)
+        method = (run_info(run_dir) or {}).get("method", "")
+        return read_probe(arrays, probe_layout(method))
+    except (StoreError, ValueError, KeyError) as e:
         return str(e)
+
+
+def log_k(info: dict[str, Any], frame: pd.DataFrame) -> float | None:
+    """ln K of a DINO run: the logged ``dino/log_k``, else from the config's K."""
+    v = last_value(frame, M.DINO_LOG_K)
+    if v is not None:
+        return v
+    k = config_value(info, "dino.out_dim")
+    return math.log(k) if info.get("method") == "dino" and k else None
+
+
+def entropy_ratio(values: dict[str, float | None], k: float | None) -> float | None:
+    """Teacher entropy over ln K (1 = uniform collapse, 0 = one-hot), None without both."""
+    h = values.get(M.DINO_TEACHER_ENTROPY)
+    return h / k if h is not None and k else None
+
+
+def curves(runs: list[tuple[dict[str, Any], pd.DataFrame]], name: str, colors: dict[str, str],
+           x_axis: str) -> list[Curve]:
+    """One curve of metric ``name`` per run that logged it, in the run's colour."""
+    from dashboard.charts import PALETTE, Curve  # plotly: only for the pages that draw curves
+
+    out = []
+    for info, frame in runs:
+        x, y = series(frame, name, x_axis)
+        if len(x):
+            out.append(Curve(info["run_id"], colors.get(info["run_id"], PALETTE[0]), x, y))
+    return out

@@ -43,11 +43,22 @@ def source(target: str, step: int | None):
 @st.cache_resource(max_entries=2, show_spinner="Loading the whole model...")
 def method(run_dir: str, step: int | None):
     """The run's whole method (MAE decoder, I-JEPA predictor included), eval mode."""
-    from trainer.models.loading import load_method
+    from trainer.loading import load_method
 
     try:
         return load_method(run_dir, step)[0]
     except (StoreError, ConfigError, RuntimeError) as e:
+        raise InspectError(str(e)) from None
+
+
+@st.cache_data(max_entries=8, show_spinner="Diagnosing the checkpoint...")
+def diagnosis(target: str, step: int | None):
+    """``analysis.collapse.diagnose_source`` of a run checkpoint or a weights file."""
+    from analysis.collapse import diagnose_source
+
+    try:
+        return diagnose_source(source(target, step))
+    except analysis_errors() as e:
         raise InspectError(str(e)) from None
 
 

@@ -19,10 +19,14 @@ PAGES: dict[str, tuple[str, str]] = {
 }
 
 
+# url path -> the module under dashboard/ that draws the page (no page imports another page)
+PAGE_MODULES: dict[str, str] = {name: {"welcome": "first_start"}.get(name, name) for name in PAGES}
+
+
 def _render(name: str) -> Callable[[], None]:
     """Runs the page module's ``render``, imported when the page is first shown (the Inspect
     page's torch and analysis imports cost nothing until it is opened)."""
-    module = {"welcome": "first_start"}.get(name, name)
+    module = PAGE_MODULES[name]
 
     def render() -> None:
         importlib.import_module(f"dashboard.{module}").render()

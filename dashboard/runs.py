@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import metrics as M
 from dashboard import diagnosis, launch, loaders, navigation, session
 from dashboard.glossary import guide_link
 from trainer.config import DATASETS, METHODS
@@ -20,16 +21,14 @@ def runs_frame(root: Path) -> pd.DataFrame:
     for info in loaders.runs(str(root)):
         last = loaders.last_values(info["dir"])
         diag = diagnosis.of_run(info["dir"])
-        k = last.get("dino/log_k")
-        ent = last.get("dino/teacher_entropy")
         step = max(int(info.get("step") or 0), loaders.logged_step(info["dir"]) or 0)
         steps = loaders.config_value(info, "optim.steps", 0)
         steps = steps if isinstance(steps, int) and steps > 0 else 0
         rows.append({
             "run": info["run_id"], "method": info.get("method", "?"), "group": info.get("group") or "",
             "status": info.get("status", "?"), "progress": step / steps if steps else None, "step": step,
-            "diagnosis": diag.label if diag else "", "H/lnK": (ent / k) if ent is not None and k else None,
-            "k-NN": last.get("eval/knn_top1"), "RankMe": last.get("collapse/rankme"), "loss": last.get("train/loss"),
+            "diagnosis": diag.label if diag else "", "H/lnK": loaders.entropy_ratio(last, last.get(M.DINO_LOG_K)),
+            "k-NN": last.get(M.EVAL_KNN_TOP1), "RankMe": last.get(M.COLLAPSE_RANKME), "loss": last.get(M.TRAIN_LOSS),
             "data": str(loaders.config_value(info, "data.name", "?")),
             "reason": info.get("reason") or loaders.metrics_problem(info["dir"]),
             "started": dt.datetime.fromtimestamp(info["started"]) if info.get("started") else None,

@@ -21,7 +21,11 @@ PRESETS = ("cpu-tiny", "cpu-small", "vit-tiny", "vit-small", "vit-base", "custom
 
 
 class ConfigError(ValueError):
-    """A bad config value. The message names the field, the value and what is allowed."""
+    """A bad config value. The message names the field, the value and what is allowed, on one
+    line: control characters of a bad value (a newline in a ``--set``) are escaped."""
+
+    def __init__(self, message: str):
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Online evaluation during training: weighted k-NN on a held-out split and the probe batch.
+"""Online evaluation during training: weighted k-NN on a held-out split.
 
-k-NN (DINO's protocol, k = 20, T = 0.07, cosine) uses the maths of ``analysis.knn`` so the
-number logged while training equals the one the analysis pages report offline.
+k-NN (DINO's protocol, k = 20, T = 0.07, cosine) on the features of ``core.features`` with the
+maths of ``core.knn``, so the number logged while training equals the one the analysis pages
+report offline, and reads the same feature as the method's ``collapse/*`` statistics.
 """
 
 from __future__ import annotations
@@ -9,19 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from analysis.features import extract
-from analysis.knn import knn_top1
+from core.features import extract
+from core.knn import knn_top1
 
 
 def encode(encoder: nn.Module, images: torch.Tensor, device: torch.device, feature: str = "cls") -> torch.Tensor:
     """Image features (N, D) of normalised images (N, 3, S, S), on CPU: ``feature`` "cls" =
     the [CLS] token (DINO trains it), "pooled" = the average-pooled patch tokens (MAE and I-JEPA
-    put their loss on patch tokens; pooled as timm and MAE pool, see ``analysis.features``).
-    The same extraction as the analysis pages; training mode is kept."""
-    was_training = encoder.training
-    feats = extract(encoder, images, device=device).get(feature)  # (N, D) numpy, eval mode
-    encoder.train(was_training)
-    return torch.from_numpy(feats)
+    put their loss on patch tokens; pooled as timm and MAE pool, see ``core.features``).
+    Extracted in eval mode; the encoder's mode is kept."""
+    return torch.from_numpy(extract(encoder, images, device=device).get(feature))  # (N, D)
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from core import metrics as M
+from core.probes import LAYOUT_KEY, check_probe, layout_array
 from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
 from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
@@ -94,7 +96,7 @@ def resume(run_dir: Path | str, progress: bool = False, step: int | None = None)
     that cannot be restored is skipped for the one before (said on stderr and in the events);
     a run killed before its first checkpoint starts again from step 0. Refused while another
     process writes the run."""
-    from trainer.models.loading import pick_checkpoint, run_config
+    from trainer.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
@@ -156,11 +158,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         if writer is None:
             return
         knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device,
-                       r.knn_k, r.knn_temp, method.knn_feature)
+                       r.knn_k, r.knn_temp, method.feature)
         arrays, pstats = method.probe(probe_images)
-        arrays["images"] = probe_ds.images[: r.probe_size]
-        writer.save_probe(step, arrays)
-        writer.log_scalars(step, epoch(step), {"eval/knn_top1": knn, **pstats})
+        check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
+        writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
+        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **pstats})
 
     saved = [start if resume_from else -1]
 
@@ -217,12 +219,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
                 now = time.perf_counter()
                 stats = {k: float(v) for k, v in out.stats.items()}
                 stats.update({
-                    "train/loss": loss.item(), "opt/lr": float(lr_schedule[it]), "opt/wd": float(wd_schedule[it]),
-                    "grad/norm": float(grad_norm),
-                    "perf/images_per_s": (step - n_last) * images_per_step / (now - t_last),
+                    M.TRAIN_LOSS: loss.item(), M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
+                    M.GRAD_NORM: float(grad_norm),
+                    M.PERF_IMAGES_PER_S: (step - n_last) * images_per_step / (now - t_last),
+                    **method.schedule_stats(it),
                 })
-                if hasattr(method, "ema_momentum"):
-                    stats["ema/momentum"] = method.ema_momentum(it)
                 writer.log_scalars(step, epoch(step), stats)
                 bar.update(step, stats)
                 t_last, n_last = time.perf_counter(), step

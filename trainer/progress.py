@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-# metric -> short label shown in the bar, in this order when present
-_SHOWN = {"train/loss": "loss", "dino/teacher_entropy": "H_t", "dino/log_k": "lnK",
-          "dino/kl_teacher_student": "KL", "mae/psnr_masked": "psnr", "ijepa/target_std": "t_std",
-          "collapse/rankme": "rank", "perf/images_per_s": "img/s"}
+from core.metrics import METRICS, PROGRESS
+
+# metric -> its declared short label, in the declared order (shown when present)
+_SHOWN = {name: METRICS[name].short for name in PROGRESS}
 
 
 class Progress:

@@ -27,3 +27,9 @@ def linear_warmup_then_constant(start: float, end: float, steps: int, warmup_ste
     assert steps >= 1 and warmup_steps >= 0
     warm = np.linspace(start, end, min(warmup_steps, steps), endpoint=False)
     return np.concatenate([warm, np.full(steps - len(warm), end)]).astype(np.float64)
+
+
+def value_at(schedule: np.ndarray, it: int) -> float:
+    """``schedule[it]`` as a float, the last value past the end (a run resumed with more steps
+    than its schedule, or an analysis at the final step)."""
+    return float(schedule[min(it, len(schedule) - 1)])

@@ -126,10 +126,23 @@ def _why(e: BaseException) -> str:
     return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
-def _write_error(what: str, e: BaseException) -> StoreWriteError:
-    hint = ("free some space" if (isinstance(e, OSError) and e.errno in _FULL) or "full" in str(e)
-            else "make it writable")
-    return StoreWriteError(f"cannot write {what} ({_why(e)}); {hint}, then resume the run (or move it to "
+def _disk_full(where: Path | None) -> bool:
+    """Whether the file system of ``where`` has (almost) no room left: some writers (torch's zip
+    writer) report a short write as their own error instead of ENOSPC."""
+    try:
+        st = os.statvfs(where) if where is not None else None
+    except OSError:
+        return False
+    return st is not None and st.f_bavail * st.f_frsize < (64 << 10)
+
+
+def _write_error(what: str, e: BaseException, where: Path | None = None) -> StoreWriteError:
+    full = (isinstance(e, OSError) and e.errno in _FULL) or "full" in str(e)
+    why = _why(e)
+    if not full and not isinstance(e, OSError) and _disk_full(where):
+        full, why = True, f"No space left on device: {why}"
+    hint = "free some space" if full else "make it writable"
+    return StoreWriteError(f"cannot write {what} ({why}); {hint}, then resume the run (or move it to "
                            "another runs directory)")
 
 
@@ -317,7 +330,7 @@ class RunWriter:
             for tmp in tmps:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-            raise _write_error(f"checkpoint step {step} to '{ck}'", e) from None
+            raise _write_error(f"checkpoint step {step} to '{ck}'", e, ck) from None
         if keep:
             self._prune(keep)
         return base.with_suffix(".safetensors")
@@ -339,7 +352,7 @@ class RunWriter:
         try:
             atomic_write_bytes(self.dir / "probes" / f"step_{step}.npz", buf.getvalue())
         except OSError as e:
-            raise _write_error(f"probe step {step} to '{self.dir / 'probes'}'", e) from None
+            raise _write_error(f"probe step {step} to '{self.dir / 'probes'}'", e, self.dir) from None
 
     def close(self) -> None:
         """Stop the heartbeat, close the database and release the run's lock."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from analysis.attribution import KnnScore, PrototypeScore, class_prototypes, integrated_gradients, occlusion, patch_sum
-from analysis.knn import weighted_knn_scores
+from core.knn import weighted_knn_scores
 from tests.analysis.conftest import tiny_vit
 
 

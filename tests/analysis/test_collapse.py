@@ -9,15 +9,14 @@ import torch
 from analysis.collapse import (
     diagnose,
     diagnose_features,
-    dino_probs,
     feature_stats,
     mean_cosine,
     per_dim_variance,
-    prob_stats,
     rankme,
     singular_spectrum,
     std_l2,
 )
+from trainer.methods.dino_loss import DINOLoss
 
 
 def test_rankme_identity_and_rank_one():
@@ -49,46 +48,36 @@ def test_spectrum_and_variance():
     assert fs.n == 50 and fs.dim == 8 and fs.spectrum.sum() == pytest.approx(1.0)
 
 
-def test_prob_stats_hand_worked():
-    pt = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
-    ps = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0]])
-    st = prob_stats(pt, ps)
-    assert st.log_k == pytest.approx(math.log(4))
-    assert st.teacher_entropy == pytest.approx(math.log(2) / 2)  # (ln 2 + 0) / 2
-    # batch mean (0.25, 0.25, 0.5, 0): entropy = 2 * 0.25 ln 4 + 0.5 ln 2
-    assert st.teacher_batch_entropy == pytest.approx(0.5 * math.log(4) + 0.5 * math.log(2))
-    assert st.teacher_max_prob == pytest.approx(0.75)
-    assert st.top_dims_share == pytest.approx(1.0)
-    # KL row 1: 2 * 0.5 ln(0.5 / 0.25) = ln 2; row 2: 0
-    assert st.kl_teacher_student == pytest.approx(math.log(2) / 2)
-    p = dino_probs(torch.tensor([[1.0, 2.0]]), temp=0.5, center=torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(p, torch.softmax(torch.tensor([[0.0, 2.0]]), -1))
-
-
 def _healthy_features(n=256, d=64, seed=0):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def _dino_stats(teacher_logits, student_logits):
+    """The dino/* statistics of DINO's loss object (no centring, tau = 1) on two views."""
+    loss = DINOLoss(teacher_logits[0].shape[1], 1.0, np.ones(1), centering="none")
+    return {k: float(v) for k, v in loss(teacher_logits, student_logits, 0, update_center=False).stats.items()}
 
 
 def test_diagnose_synthetic_cases():
     g = torch.Generator().manual_seed(0)
     K, n = 64, 256
     z = _healthy_features()
-    # healthy: each image sharply prefers its own cluster's prototypes, spread over all K
+    # healthy: each image sharply prefers its own cluster's prototypes, spread over all K; the
+    # two views and the student disagree a little
     cluster = torch.randint(0, K, (n,), generator=g)
     logits = torch.randn(n, K, generator=g) + 4.0 * torch.nn.functional.one_hot(cluster, K)
-    pt = dino_probs(logits, 1.0)
-    ps = dino_probs(logits + 0.5 * torch.randn(n, K, generator=g), 1.0)
-    d = diagnose_features(z, pt, ps)
+    views = [logits + 0.5 * torch.randn(n, K, generator=g) for _ in range(2)]
+    d = diagnose_features(z, _dino_stats(views, [v + 0.5 * torch.randn(n, K, generator=g) for v in views]))
     assert d.label == "healthy", d.summary()
     # uniform: flat teacher, student equal to it
-    flat = dino_probs(0.01 * torch.randn(n, K, generator=g), 1.0)
-    d = diagnose_features(z, flat, flat)
+    flat = [0.01 * torch.randn(n, K, generator=g) for _ in range(2)]
+    d = diagnose_features(z, _dino_stats(flat, flat))
     assert d.label == "uniform collapse", d.summary()
     assert any("ln K" in e for e in d.evidence)
     # one-hot: every image puts all its mass on prototype 3
-    onehot = dino_probs(torch.randn(n, K, generator=g) + 30.0 * torch.nn.functional.one_hot(
-        torch.full((n,), 3), K), 1.0)
-    d = diagnose_features(z, onehot, flat)
+    onehot = [torch.randn(n, K, generator=g) + 30.0 * torch.nn.functional.one_hot(torch.full((n,), 3), K)
+              for _ in range(2)]
+    d = diagnose_features(z, _dino_stats(onehot, flat))
     assert d.label == "one-hot collapse", d.summary()
     # dimensional: embeddings in a 2-d subspace of 64 dims, no DINO outputs (e.g. MAE)
     low = torch.randn(n, 2, generator=g) @ torch.randn(2, 64, generator=g)
@@ -130,21 +119,43 @@ def test_diagnose_run_reads_last_logged_values(tmp_path):
     assert d.values["dino/kl_teacher_student"] == pytest.approx(0.001)
 
 
-def test_diagnose_source_uses_teacher_outputs(tmp_path):
-    from analysis.collapse import diagnose_source
+def test_diagnose_source_uses_the_loss_object_on_multicrop_views(tmp_path):
+    from analysis.collapse import diagnose_source, dino_views
     from analysis.source import open_source, split_images
     from tests.analysis.conftest import make_run
-    from trainer.data.datasets import normalize
 
     run_dir, method = make_run(tmp_path)
     src = open_source(run_dir)
     rep = diagnose_source(src)
-    x = normalize(split_images(src, "val")[0])
+    # by hand: the run's own loss object on the training views of the first 32 val images
+    batches = dino_views(method, split_images(src, "val")[0], src.seed)
+    assert len(batches) == 1 and len(batches[0]) == 2 + method.cfg.dino.n_local and len(batches[0][0]) == 32
     with torch.no_grad():
-        pt = dino_probs(method.teacher([x])[0][0], method.teacher_temp(0), method.center)
-        ps = dino_probs(method.student([x])[0][0], method.cfg.dino.student_temp)
-    ref = prob_stats(pt, ps)
-    assert rep.checkpoint.values["dino/log_k"] == pytest.approx(math.log(64))
-    assert rep.checkpoint.values["dino/teacher_entropy"] == pytest.approx(ref.teacher_entropy, rel=1e-5)
-    assert rep.checkpoint.values["dino/kl_teacher_student"] == pytest.approx(ref.kl_teacher_student, rel=1e-4)
-    assert rep.features.n == 60 and rep.run is not None and rep.run.label == "unknown"  # nothing logged
+        t_logits = method.teacher(batches[0][:2])[0]
+        s_logits = method.student(batches[0])[0]
+        probs = method.loss.teacher_probs(t_logits, 0)
+        p = torch.cat(probs)
+        entropy = float(-(p * torch.log(p + 1e-12)).sum(-1).mean())
+        log_ps = [torch.log_softmax(s / method.loss.student_temp, -1) for s in s_logits]
+        kl = np.mean([float((pt * (torch.log(pt + 1e-12) - log_ps[j])).sum(-1).mean())
+                      for i, pt in enumerate(probs) for j in range(len(log_ps)) if i != j])
+    assert rep.dino["dino/log_k"] == pytest.approx(math.log(64))
+    assert rep.dino["dino/teacher_entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert rep.dino["dino/kl_teacher_student"] == pytest.approx(kl, rel=1e-4)
+    assert rep.checkpoint.values["dino/kl_teacher_student"] == rep.dino["dino/kl_teacher_student"]
+    assert rep.feature == "cls" and rep.features.n == 60 and rep.run is not None and rep.run.label == "unknown"
+
+
+def test_diagnose_source_reads_the_methods_own_feature(tmp_path):
+    from analysis.collapse import diagnose_source
+    from analysis.features import split_features
+    from analysis.source import open_source
+    from tests.analysis.conftest import make_run
+
+    run_dir, _ = make_run(tmp_path, "mae", **{"mae.decoder_dim": 32, "mae.decoder_heads": 2})
+    src = open_source(run_dir)
+    rep = diagnose_source(src)
+    pooled = split_features(src, "val", 512).pooled
+    assert rep.feature == "pooled" and rep.dino is None
+    assert rep.features.rankme == pytest.approx(rankme(pooled), rel=1e-6)
+    assert rep.features.rankme != pytest.approx(rankme(split_features(src, "val", 512).cls), rel=1e-3)

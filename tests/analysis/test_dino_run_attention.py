@@ -16,7 +16,7 @@ from analysis.attention import attention_jaccard
 from analysis.features import random_init_like
 from trainer.config import Config
 from trainer.data.datasets import build_dataset, normalize
-from trainer.models.loading import load_encoder
+from trainer.loading import load_encoder
 
 RANDOM_SEEDS = 5
 # a short run of the trainer's defaults, shrunk to fit the CI budget on 2 cores (the Jaccard

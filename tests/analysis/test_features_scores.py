@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.features import extract, random_init_like, split_features
+from analysis.features import random_init_like, split_features
 from analysis.source import SourceError, open_source, split_images
+from core.features import extract
 from tests.analysis.conftest import make_run, tiny_vit
 
 

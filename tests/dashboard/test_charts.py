@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from core.probes import Probe, ProbeEntry, read_probe
 from dashboard import charts
 
 
@@ -34,7 +35,9 @@ def test_collapse_figure_draws_ln_k_and_zero_lines_on_the_entropy_panels():
     lines = {(round(s.y0, 6), s.yref) for s in fig.layout.shapes}
     # panel 1 (y) and panel 3 (y3, batch entropy) get ln K even without data; panel 1 gets 0
     assert lines == {(round(log_k, 6), "y"), (round(log_k, 6), "y3"), (0.0, "y")}
-    assert {a.text for a in fig.layout.annotations} >= {"Teacher entropy H(p_t) (nats)", "Center norm ||c||"}
+    # panel titles are the declared labels of the four metrics
+    assert [a.text for a in fig.layout.annotations][:4] == ["Teacher entropy (nats)", "KL teacher-student (nats)",
+                                                             "Teacher batch entropy (nats)", "Center norm"]
 
 
 def test_smoothing_adds_a_faint_raw_curve_under_each_smoothed_one():
@@ -69,17 +72,44 @@ def test_heat_map_over_an_image_covers_it_patch_by_patch():
     assert heat.dx == 4 and heat.x0 == 1.5  # centre of the first 4-px patch, pixel centres at 0..31
 
 
-def test_probe_grid_rows_follow_each_methods_arrays():
+def test_probe_grid_draws_each_entry_by_its_declared_kind():
     p, img = 3, np.zeros((3, 32, 32, 3), np.uint8)
-    dino = {"images": img, "attn": np.random.rand(p, 2, 8, 8), "embeddings": np.zeros((p, 16))}
-    fig, skipped = charts.probe_figure(dino)
+    layout = (ProbeEntry("original", "image", ("H", "W", "3"), "image"),
+              ProbeEntry("attn", "heatmap", ("heads", "h", "w"), "attention"),
+              ProbeEntry("blocks", "mask", ("T", "h", "w"), "blocks"),
+              ProbeEntry("embeddings", "embedding", ("D",), "emb"))
+    blocks = np.zeros((p, 2, 8, 8), np.uint8)
+    blocks[:, 0, :2], blocks[:, 1, -1:] = 1, 1
+    arrays = {"original": img, "attn": np.random.rand(p, 2, 8, 8), "blocks": blocks, "embeddings": np.zeros((p, 16))}
+    fig, skipped = charts.probe_figure(Probe(arrays, layout))
     assert skipped == ["embeddings"]
-    assert [a.text for a in fig.layout.annotations if a.text] == ["image", "[CLS] attention, mean of heads"]
-    heat = np.asarray(fig.data[-1].z)  # mosaic of the 3 maps on the 32 px grid, 2 px NaN gaps
+    assert [a.text for a in fig.layout.annotations if a.text] == ["image", "attention", "blocks"]
+    heat = np.asarray(fig.data[2].z)  # mosaic of the 3 attention maps on the 32 px grid, 2 px NaN gaps
     assert heat.shape == (32, 3 * 32 + 2 * 2)
-    np.testing.assert_allclose(heat[:, -32:], np.repeat(np.repeat(dino["attn"][-1].mean(axis=0), 4, 0), 4, 1))
+    np.testing.assert_allclose(heat[:, -32:], np.repeat(np.repeat(arrays["attn"][-1].mean(axis=0), 4, 0), 4, 1))
     assert np.isnan(heat[:, 32:34]).all()
-    mae = {"original": img, "masked": img, "reconstruction": img, "mask": np.ones((p, 8, 8)), "images": img}
-    fig, _ = charts.probe_figure(mae)
-    assert [a.text for a in fig.layout.annotations if a.text] == ["image", "MAE input (masked)", "reconstruction"]
-    assert charts.probe_figure({"embeddings": np.zeros((2, 4))}) == (None, ["embeddings"])
+    union = np.asarray(fig.data[-1].z)[:, :32]  # a mask stack is drawn as its union, not its mean
+    np.testing.assert_array_equal(union, np.repeat(np.repeat(blocks[0].max(axis=0), 4, 0), 4, 1))
+    # the same arrays under another layout draw otherwise: nothing is read from the shapes
+    as_image_only = (layout[0], ProbeEntry("attn", "embedding", ("heads", "h", "w"), "attention"))
+    fig, skipped = charts.probe_figure(Probe({k: arrays[k] for k in ("original", "attn")}, as_image_only))
+    assert [a.text for a in fig.layout.annotations if a.text] == ["image"] and skipped == ["attn"]
+    assert charts.probe_figure(Probe({"embeddings": np.zeros((2, 4))}, layout)) == (None, ["embeddings"])
+
+
+def test_old_probe_files_draw_with_the_methods_layout():
+    from trainer.methods import probe_layout
+
+    p, img = 3, np.zeros((3, 32, 32, 3), np.uint8)
+    # written before layouts: the loop's "images" beside the method's arrays, no layout stored
+    dino = read_probe({"images": img, "attn": np.random.rand(p, 2, 8, 8), "embeddings": np.zeros((p, 16))},
+                      probe_layout("dino"))
+    fig, skipped = charts.probe_figure(dino)
+    assert [a.text for a in fig.layout.annotations if a.text] == ["image", "[CLS] attention, mean of heads"]
+    assert skipped == ["embeddings"]
+    mae = read_probe({"original": img, "masked": img, "reconstruction": img, "mask": np.ones((p, 8, 8)),
+                      "images": img}, probe_layout("mae"))
+    fig, skipped = charts.probe_figure(mae)
+    assert [a.text for a in fig.layout.annotations if a.text] == ["image", "MAE input (masked)", "reconstruction",
+                                                                 "removed patches"]
+    assert skipped == []  # the old "images" is the same picture as "original"

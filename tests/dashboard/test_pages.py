@@ -53,7 +53,7 @@ def test_live_page_shows_the_collapse_panel_with_ln_k_and_the_probe(real_store, 
 
 
 @pytest.mark.parametrize("run, rows", [("mae", ["image", "MAE input (masked)", "reconstruction",
-                                                  "reconstruction + visible"]),
+                                                  "reconstruction + visible", "removed patches"]),
                                         ("ijepa", ["image", "I-JEPA context", "targets", "cos(pred, target)"])])
 def test_live_page_probe_rows_of_mae_and_ijepa(real_store, monkeypatch, run, rows):
     at = page_app("live", real_store, monkeypatch)
@@ -78,11 +78,12 @@ def test_compare_page_draws_the_collapse_study_one_curve_per_arm(real_store, mon
 
 
 def test_guide_page_has_a_formula_per_documented_metric(real_store, monkeypatch):
-    from dashboard.glossary import DOCS, METHODS
+    from core.metrics import METRICS
+    from dashboard.glossary import METHODS
 
     at = page_app("guide", real_store, monkeypatch).run()
     no_exception(at)
-    assert len(at.latex) == len(METHODS) + sum(1 for d in DOCS.values() if d.formula)
+    assert len(at.latex) == len(METHODS) + sum(1 for d in METRICS.values() if d.formula)
     assert "dino-teacher-entropy" in {h.proto.anchor for h in at.subheader}
 
 
@@ -176,6 +177,20 @@ def test_inspect_tabs_of_each_method(real_store, monkeypatch, run, tab, key):
     no_exception(at)
     assert not at.error
     assert key in plotly_specs(at)
+
+
+def test_inspect_scores_tab_diagnoses_the_checkpoint_with_the_runs_loss_object(real_store, monkeypatch):
+    from analysis.collapse import diagnose_source
+    from analysis.source import open_source
+
+    at = _inspect(real_store, monkeypatch, "dino", "Scores")
+    no_exception(at)
+    rep = diagnose_source(open_source(real_store / "dino"))
+    assert f"Collapse diagnosis: {rep.checkpoint.label}" in [h.value for h in at.subheader]
+    table = at.dataframe[0].value.set_index("metric")
+    for name in ("dino/teacher_entropy", "dino/kl_teacher_student", "collapse/rankme"):
+        assert table.loc[name, "value"] == pytest.approx(rep.checkpoint.values[name], rel=1e-6)
+    assert table.loc["dino/teacher_entropy", "healthy"] == "0.3-0.9 ln K"
 
 
 def test_inspect_refuses_mismatched_method_and_corrupt_checkpoint(real_store, tmp_path, monkeypatch):

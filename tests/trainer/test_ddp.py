@@ -29,4 +29,4 @@ def test_torchrun_two_processes_train_one_run(tmp_path):
     # the EMA teacher followed the (all-reduced) student: not still at its initialisation
     first = load_checkpoint(list_checkpoints(tmp_path / "ddp")[0].path)
     assert not torch.equal(ck["teacher.backbone.cls_token"], first["teacher.backbone.cls_token"]) or \
-        not torch.equal(ck["center"], first["center"])
+        not torch.equal(ck["loss.center"], first["loss.center"])

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from trainer.config import Config
+from trainer.loading import load_encoder
 from trainer.loop import resume, train
-from trainer.models.loading import load_encoder
 from trainer.store import list_checkpoints, load_checkpoint, read_events, read_metric, read_run_info
 
 TINY = [

@@ -23,9 +23,9 @@ from tests.trainer.knn_lift import assert_knn_lift
 from trainer.config import Config
 from trainer.data import build_dataset, eval_tensor
 from trainer.data.masking import step_generator
+from trainer.loading import load_method
 from trainer.loop import resume, train
 from trainer.methods.mae import masked_mse, pixel_targets
-from trainer.models.loading import load_method
 from trainer.store import list_checkpoints, load_checkpoint, read_metric
 
 # A small ViT (width 64, 3 blocks) on 32 px shapes (an 8 x 8 patch grid: 16 patches visible to

@@ -1,5 +1,6 @@
-"""The in-memory image dataset every source produces, the one place a split is built from a
-config, and the normalisation shared by training, k-NN features and display.
+"""The in-memory image dataset every source produces, and the one place a split is built from a
+config. The normalisation (``MEAN``, ``STD``, ``normalize``, ``to_uint8_image``) is
+``core.images``'s, re-exported here for the data code.
 
 Every source (shapes, fashion-mnist, digits, folder) decodes to the same form: uint8 images
 (N, S, S, 3) held in memory, int64 labels (-1 = unlabelled), class names and, for the
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.images import MEAN, STD, normalize, to_uint8_image
 from trainer.config import Data
 
-# ImageNet statistics: what timm and every DINO/MAE/I-JEPA recipe normalise with.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+__all__ = ["MEAN", "STD", "SPLITS", "DataError", "ImageDataset", "build_dataset", "normalize", "to_uint8_image"]
 
 SPLITS = ("train", "val")
 
@@ -87,29 +87,3 @@ def build_dataset(data: Data, split: str, seed: int) -> ImageDataset:
         raise DataError(f"data.name='{data.name}' is not a dataset; choose one of: {', '.join(_SOURCES)}")
     module = importlib.import_module(f"trainer.data.{_SOURCES[data.name]}")
     return module.load(data, split, seed)
-
-
-def normalize(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float (N, 3, S, S) normalised with ``MEAN`` / ``STD``.
-
-    Takes numpy (N, S, S, 3), or a tensor (N, 3, S, S) or (N, S, S, 3); a single image (no N)
-    gets a batch axis.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
-    if isinstance(images, np.ndarray) or (x.shape[1] != 3 and x.shape[-1] == 3):
-        x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
-
-
-def to_uint8_image(x: torch.Tensor) -> np.ndarray:
-    """Inverse of ``normalize`` for display: (3, H, W) -> (H, W, 3) or (N, 3, H, W) -> (N, H, W, 3) uint8."""
-    x = x.detach().float().cpu()
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    x = (x * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from trainer.config import Config
 from trainer.data.datasets import DataError, ImageDataset, build_dataset, normalize
 from trainer.data.multicrop import ViewTransform, build_view_transform
-from trainer.methods.base import Batch, ViewSpec
+from trainer.data.views import Batch, ViewSpec
 
 _ORDER_STREAM, _VIEW_STREAM = 11, 12  # random streams of their own, apart from data generation
 

@@ -28,7 +28,7 @@ from torchvision.ops import roi_align
 
 from trainer.data import photometric as P
 from trainer.data.datasets import MEAN, STD
-from trainer.methods.base import ViewSpec
+from trainer.data.views import ViewSpec
 
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect-ratio range
 SINGLE_SCALE = (0.35, 1.0)  # crop scale of the single view (MAE uses 0.2, I-JEPA 0.3)

@@ -10,57 +10,36 @@ import numpy as np
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ViewSpec:
-    """What the data loader must build for each image.
-
-    multicrop: ``n_global`` crops of ``global_size`` px and ``n_local`` of ``local_size`` px,
-    with the DINO augmentations (DINO). single: one lightly augmented view of ``global_size``
-    px (MAE, I-JEPA: their masks are drawn by the method itself).
-    """
-
-    kind: str  # "multicrop" | "single"
-    global_size: int
-    n_global: int = 1
-    local_size: int = 0
-    n_local: int = 0
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    local_scale: tuple[float, float] = (0.05, 0.4)
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)  # brightness, contrast, saturation, hue
-    jitter_p: float = 0.8  # colour jitter probability per view (multicrop only)
-    grayscale_p: float = 0.2  # grey view probability (multicrop only)
-
-
-@dataclass
-class Batch:
-    """One training batch. ``views[i]``: (B, 3, H_i, W_i) float, normalised; globals first."""
-
-    views: list[torch.Tensor]
-    labels: torch.Tensor  # (B,) int64, -1 where unlabelled
-
-    def to(self, device: torch.device) -> Batch:
-        return Batch([v.to(device, non_blocking=True) for v in self.views], self.labels.to(device))
+from core.collapse import collapse_stats
+from core.features import image_feature
+from core.probes import Layout
+from trainer.data.views import Batch, ViewSpec
 
 
 @dataclass
 class StepOutput:
-    """The loss to back-propagate and scalar stats for the run store (names in DESIGN.md)."""
+    """The loss to back-propagate and scalar stats for the run store (names in ``core.metrics``)."""
 
     loss: torch.Tensor
     stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
 class Method(nn.Module, abc.ABC):
-    """Base class. Subclasses set ``name`` and implement the hooks below.
+    """Base class. Subclasses set ``name``, ``feature``, ``encoder_prefix`` and
+    ``probe_layout`` and implement the hooks below.
 
     The loop calls, per step: ``out = method(batch, it)``, backward on ``out.loss``, the
-    optimiser step, then ``method.after_step(it)`` (EMA updates). At evaluations it calls
-    ``method.encoder()`` for k-NN features and ``method.probe(images)`` for the probe batch.
+    optimiser step, then ``method.after_step(it)`` (EMA updates); it logs ``out.stats`` with
+    ``method.schedule_stats(it)``. At evaluations it reads ``method.feature`` of
+    ``method.encoder()`` for the k-NN and calls ``method.probe(images)`` for the probe batch.
     """
 
     name: str = "base"
-    knn_feature: str = "cls"  # what online k-NN reads from encoder(): "cls" or "pooled" patch tokens
+    # The image-level feature of encoder() that the collapse/* statistics, the online k-NN and
+    # the probe embeddings all read: "cls" or "pooled" (core.features), so the three agree.
+    feature: str = "cls"
+    encoder_prefix: str = ""  # state-dict prefix of encoder(), written into every checkpoint's sidecar
+    probe_layout: Layout = ()  # what probe() returns: name, kind, shape of every array (core.probes)
 
     @abc.abstractmethod
     def views(self) -> ViewSpec:
@@ -73,6 +52,10 @@ class Method(nn.Module, abc.ABC):
     @torch.no_grad()
     def after_step(self, it: int) -> None:
         """EMA of teacher / target encoder; no-op by default."""
+
+    def schedule_stats(self, it: int) -> dict[str, float]:
+        """Values of the method's own schedules at step ``it`` to log (``ema/momentum``); none by default."""
+        return {}
 
     @abc.abstractmethod
     def encoder(self) -> nn.Module:
@@ -87,10 +70,14 @@ class Method(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Arrays to save under ``probes/step_<N>.npz`` and stats that need extra passes
-        (``tokens/*``). ``images``: (P, 3, H, W) normalised probe batch."""
+        """Arrays to save under ``probes/step_<N>.npz``, exactly the entries of
+        ``probe_layout``, and stats that need extra passes (``tokens/*``). ``images``:
+        (P, 3, H, W) normalised probe batch."""
         return {}, {}
 
-    def state_extra(self) -> dict[str, torch.Tensor]:
-        """Non-parameter state to checkpoint beyond buffers (none by default)."""
-        return {}
+    @torch.no_grad()
+    def feature_stats(self, vit: nn.Module, pre: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``collapse/*`` of this method's ``feature`` from block outputs before the final norm
+        (B, prefix + N, D) of ``vit``."""
+        return collapse_stats(image_feature(vit, pre, self.feature))
+

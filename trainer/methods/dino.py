@@ -17,21 +17,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import metrics as M
+from core.collapse import high_norm_frac
+from core.eval_mode import eval_mode
+from core.images import to_uint8_image
+from core.koleo import koleo_loss
+from core.probes import ORIGINAL, ProbeEntry
+from core.vit import block_tokens
 from trainer.config import Config, local_crop_size
-from trainer.ema import ema_update_
-from trainer.methods.base import Batch, Method, StepOutput, ViewSpec
-from trainer.methods.dino_loss import (
-    dino_cross_entropy,
-    koleo_loss,
-    sinkhorn_knopp,
-    teacher_probs_centered,
-    teacher_stats,
-    updated_center,
-)
-from trainer.methods.stats import high_norm_frac, mean_cosine, rankme, std_l2
+from trainer.data.views import Batch, ViewSpec
+from trainer.methods.base import StepOutput
+from trainer.methods.dino_loss import DINOLoss
+from trainer.methods.ema import EMAMethod
 from trainer.models.backbone import build_backbone, capture_attention, num_prefix
 from trainer.models.dino_head import DINOHead
-from trainer.schedules import cosine_schedule, linear_warmup_then_constant
 
 
 class MultiCropWrapper(nn.Module):
@@ -42,31 +41,45 @@ class MultiCropWrapper(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, crops: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, crops: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """crops: V tensors (B, 3, H_v, W_v), equal sizes adjacent. Returns per-view logits
-        (B, K) and the full token output (V_0 * B, L, D) of the first resolution group."""
+        (B, K), and of the first resolution group the final tokens (V_0 * B, L, D) and the last
+        block's tokens before the final norm (``core.features`` reads the image feature there)."""
         b = crops[0].shape[0]
-        logits, first_tokens = [], None
+        logits, first = [], None
         start = 0
         while start < len(crops):  # group consecutive crops of one size into one pass
             end = start
             while end < len(crops) and crops[end].shape[-1] == crops[start].shape[-1]:
                 end += 1
-            tokens = self.backbone.forward_features(torch.cat(crops[start:end]))  # (n*B, L, D)
-            if first_tokens is None:
-                first_tokens = tokens
+            pre = block_tokens(self.backbone, torch.cat(crops[start:end]))  # (n*B, L, D)
+            tokens = self.backbone.norm(pre)  # = backbone.forward_features(x)
+            if first is None:
+                first = (tokens, pre)
             logits.extend(self.head(tokens[:, 0]).split(b))  # [CLS] -> head, per view (B, K)
             start = end
-        assert first_tokens is not None
-        return logits, first_tokens
+        assert first is not None
+        return logits, *first
 
 
-class DINO(Method):
+def _old_center_key(module: nn.Module, state_dict: dict, prefix: str, *_args) -> None:
+    """Checkpoints written before the loss object owned the centre hold it as ``center``."""
+    if prefix + "center" in state_dict:
+        state_dict.setdefault(prefix + "loss.center", state_dict.pop(prefix + "center"))
+
+
+class DINO(EMAMethod):
     name = "dino"
+    feature = "cls"  # DINO trains the [CLS] token
     encoder_prefix = "teacher.backbone."
+    probe_layout = (
+        ORIGINAL,
+        ProbeEntry("attn", "heatmap", ("heads", "h", "w"), "[CLS] attention, mean of heads"),
+        ProbeEntry("embeddings", "embedding", ("D",), "teacher [CLS]"),
+    )
 
     def __init__(self, cfg: Config):
-        super().__init__()
+        super().__init__(cfg.dino.momentum_teacher, cfg.optim.steps)
         self.cfg, d = cfg, cfg.dino
         size = cfg.data.image_size
         backbone = build_backbone(cfg.model, size)
@@ -75,14 +88,9 @@ class DINO(Method):
         self.student = MultiCropWrapper(backbone, head)
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)  # updated by EMA only
-        self.register_buffer("center", torch.zeros(1, d.out_dim))  # c, checkpointed with the weights
-        steps = cfg.optim.steps
-        # schedules: pure per-iteration arrays
-        self.momentum_schedule = cosine_schedule(d.momentum_teacher, 1.0, steps)
-        self.teacher_temp_schedule = linear_warmup_then_constant(
-            d.warmup_teacher_temp, d.teacher_temp, steps, d.teacher_temp_warmup_steps)
+        self.loss = DINOLoss.from_config(cfg)  # centre, centring mode, temperatures (checkpointed: loss.center)
+        self.register_load_state_dict_pre_hook(_old_center_key)
         self._local_size = local_crop_size(cfg)
-        self._ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     # --- interface ---------------------------------------------------------------------
     def views(self) -> ViewSpec:
@@ -96,51 +104,31 @@ class DINO(Method):
     def encoder(self) -> nn.Module:
         return self.teacher.backbone
 
+    def ema_modules(self) -> tuple[nn.Module, nn.Module]:
+        return self.teacher, self.student
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.student.parameters() if p.requires_grad]
-
-    def teacher_temp(self, it: int) -> float:
-        """tau_t at step ``it``; without sharpening it equals tau_s (ablation)."""
-        if not self.cfg.dino.sharpening:
-            return self.cfg.dino.student_temp
-        return float(self.teacher_temp_schedule[min(it, len(self.teacher_temp_schedule) - 1)])
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         d = self.cfg.dino
         n_global = 2
         globals_, crops = batch.views[:n_global], batch.views
         with torch.no_grad():
-            t_logits, t_tokens = self.teacher(globals_)  # n_global x (B, K)
-        s_logits, s_tokens = self.student(crops)  # V x (B, K)
-        tau_t = self.teacher_temp(it)
-        t_all = torch.cat(t_logits).float()  # (n_global * B, K)
-        with torch.no_grad():
-            if d.centering == "sinkhorn":
-                p_all = sinkhorn_knopp(t_all, tau_t, d.sinkhorn_iters)
-            else:
-                p_all = teacher_probs_centered(t_all, self.center if d.centering == "mean" else None, tau_t)
-        p_views = list(p_all.chunk(n_global))
-        loss = dino_cross_entropy(p_views, s_logits, d.student_temp)
-        stats: dict[str, torch.Tensor | float] = {"dino/ce": loss.detach()}
+            t_logits, t_tokens, t_pre = self.teacher(globals_)  # n_global x (B, K)
+        s_logits, s_tokens, _ = self.student(crops)  # V x (B, K)
+        out = self.loss(t_logits, s_logits, it)  # the centre moves after the loss
+        loss, stats = out.loss, out.stats
         if d.koleo_weight > 0:
             b = batch.views[0].shape[0]
             cls = s_tokens[:, 0]  # (n_global * B, D): student backbone [CLS] of the globals
             kl = sum(koleo_loss(c) for c in cls.split(b)) / n_global
             loss = loss + d.koleo_weight * kl
-            stats["dino/koleo"] = kl.detach()
-        if d.centering == "mean":
-            self.center.copy_(updated_center(self.center, t_all, d.center_momentum))  # after the loss
+            stats[M.DINO_KOLEO] = kl.detach()
         with torch.no_grad():
-            stats.update(teacher_stats(p_all, s_logits, p_views, d.student_temp))
-            emb = t_tokens[: batch.views[0].shape[0], 0]  # teacher [CLS] of global view 1 (B, D)
-            stats.update({
-                "dino/teacher_temp": tau_t,
-                "dino/center_norm": self.center.norm(),
-                "collapse/std_l2": std_l2(emb),
-                "collapse/rankme": rankme(emb),
-                "collapse/mean_cosine": mean_cosine(emb),
-                "tokens/high_norm_frac": high_norm_frac(t_tokens[:, num_prefix(self.teacher.backbone):]),
-            })
+            vit = self.teacher.backbone
+            stats.update(self.feature_stats(vit, t_pre[: batch.views[0].shape[0]]))  # teacher, global view 1
+            stats[M.TOKENS_HIGH_NORM_FRAC] = high_norm_frac(t_tokens[:, num_prefix(vit):])
         return StepOutput(loss, stats)
 
     def on_optimizer_step(self, it: int) -> None:
@@ -149,31 +137,19 @@ class DINO(Method):
                 p.grad = None
 
     @torch.no_grad()
-    def after_step(self, it: int) -> None:
-        if self._ema_pairs is None:
-            self._ema_pairs = (list(self.teacher.parameters()), list(self.student.parameters()))
-        m = float(self.momentum_schedule[min(it, len(self.momentum_schedule) - 1)])
-        ema_update_(*self._ema_pairs, momentum=m)
-
-    def ema_momentum(self, it: int) -> float:
-        return float(self.momentum_schedule[min(it, len(self.momentum_schedule) - 1)])
-
-    @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Last-layer [CLS] attention maps (P, heads, h, w), [CLS] embeddings and the
-        register-attention share of the teacher on the probe batch."""
+        """The probe pictures, the teacher's last-layer [CLS] attention maps (P, heads, h, w),
+        its [CLS] embeddings and the register-attention share on the probe batch."""
         vit = self.teacher.backbone
-        was_training = vit.training
-        vit.eval()
-        with capture_attention(vit, [len(vit.blocks) - 1]) as maps:
+        with eval_mode(vit), capture_attention(vit, [len(vit.blocks) - 1]) as maps:
             tokens = vit.forward_features(images)  # (P, L, D)
-        vit.train(was_training)
         attn = maps[-1].float()  # (P, heads, L, L)
         p = num_prefix(vit)
         side = int(math.isqrt(tokens.shape[1] - p))
         cls_attn = attn[:, :, 0, p:].reshape(attn.shape[0], attn.shape[1], side, side)  # (P, heads, h, w)
-        stats = {"tokens/high_norm_frac_probe": float(high_norm_frac(tokens[:, p:]))}
+        stats = {M.TOKENS_HIGH_NORM_FRAC_PROBE: float(high_norm_frac(tokens[:, p:]))}
         if p > 1:  # share of all queries' attention that lands on the register tokens
-            stats["tokens/register_attn_share"] = float(attn[..., 1:p].sum(-1).mean())
-        arrays = {"attn": cls_attn.numpy().astype(np.float32), "embeddings": tokens[:, 0].numpy()}
+            stats[M.TOKENS_REGISTER_ATTN_SHARE] = float(attn[..., 1:p].sum(-1).mean())
+        arrays = {"original": to_uint8_image(images), "attn": cls_attn.cpu().numpy().astype(np.float32),
+                  "embeddings": tokens[:, 0].float().cpu().numpy()}
         return arrays, stats

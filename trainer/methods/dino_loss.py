@@ -1,4 +1,5 @@
-"""The maths of DINO's objective, as pure functions (Caron et al. 2021; DINOv2, Oquab et al. 2024).
+"""DINO's objective as one object that owns its state (Caron et al. 2021; DINOv2, Oquab et al.
+2024), as lightly's ``DINOLoss`` owns its centre:
 
     p_t = softmax((g_t - c) / tau_t)        teacher, centred and sharpened (no gradient)
     log p_s = log_softmax(g_s / tau_s)       student
@@ -7,17 +8,30 @@
 
 DINOv2 replaces the running centre by Sinkhorn-Knopp (SwAV, Caron et al. 2020), which makes the
 teacher's assignments doubly normalised: every prototype gets equal mass over the batch.
-KoLeo (Sablayrolles et al. 2019) spreads features by pushing up the log distance of each
-sample to its nearest neighbour in the batch.
+
+``DINOLoss`` holds the centre buffer, the centring mode, the teacher-temperature schedule and
+the student temperature, and computes the teacher distribution, the loss over view pairs, the
+centre update and the ``dino/*`` statistics. Training (``methods.dino``), the checkpoint
+diagnosis (``analysis.collapse``) and through it the dashboard call this one object, so a
+Sinkhorn run is judged on the Sinkhorn assignments it trained with.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+
+from core import metrics as M
+from trainer.config import Config
+from trainer.schedules import linear_warmup_then_constant, value_at
+
+CENTERINGS = ("mean", "sinkhorn", "none")
 
 
 def _all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
@@ -89,33 +103,23 @@ def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
     return center * momentum + batch_center * (1 - momentum)
 
 
-def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """KoLeo: -mean_i log(min_{j != i} ||x_i - x_j||) on l2-normalised rows. (N, D) -> scalar."""
-    xn = F.normalize(x.float(), dim=-1, eps=eps)
-    with torch.no_grad():
-        dots = xn @ xn.T  # (N, N)
-        dots.fill_diagonal_(-2.0)  # never pick itself
-        nn_idx = dots.argmax(dim=1)  # nearest neighbour on the sphere = max cosine
-    dist_nn = F.pairwise_distance(xn, xn[nn_idx], eps=eps)
-    return -torch.log(dist_nn + eps).mean()
-
-
 @torch.no_grad()
-def teacher_stats(teacher_probs: torch.Tensor, student_logits: list[torch.Tensor], teacher_views: list[torch.Tensor],
+def teacher_stats(teacher_probs: list[torch.Tensor], student_logits: list[torch.Tensor],
                   student_temp: float) -> dict[str, torch.Tensor]:
-    """Collapse diagnostics from the teacher's distribution (DESIGN.md metric names).
+    """Collapse diagnostics of the teacher's distribution (names in ``core.metrics``).
 
-    ``teacher_probs``: (V_t * B, K) all teacher views stacked; ``teacher_views``: the same split
-    per view; ``student_logits``: per-view student logits. KL(teacher || student) is averaged
-    over the same view pairs as the loss, so KL = loss - teacher entropy.
+    ``teacher_probs``: per teacher view (B, K); ``student_logits``: per student view (B, K),
+    views aligned as in the loss. Entropies, max prob and top-10% mass are over all teacher
+    rows; KL(teacher || student) is averaged over the same view pairs as the loss (i != j), so
+    KL = loss - teacher entropy.
     """
-    p = teacher_probs.float()
+    p = torch.cat(teacher_probs).float()
     k = p.shape[-1]
     ent = -(p * torch.log(p + 1e-12)).sum(-1).mean()
     mean_p = p.mean(0)
     batch_ent = -(mean_p * torch.log(mean_p + 1e-12)).sum()
     kl_sum, n = torch.zeros(()), 0
-    for i, pt in enumerate(teacher_views):
+    for i, pt in enumerate(teacher_probs):
         log_pt = torch.log(pt.float() + 1e-12)
         for j, s in enumerate(student_logits):
             if i == j:
@@ -126,10 +130,86 @@ def teacher_stats(teacher_probs: torch.Tensor, student_logits: list[torch.Tensor
     # share of the batch-mean mass held by the top 10% of dimensions (one-hot collapse: ~1)
     top = max(1, k // 10)
     return {
-        "dino/teacher_entropy": ent,
-        "dino/teacher_batch_entropy": batch_ent,
-        "dino/kl_teacher_student": kl_sum / max(n, 1),
-        "dino/teacher_max_prob": p.max(-1).values.mean(),
-        "dino/top10pct_mass": mean_p.topk(top).values.sum(),
-        "dino/log_k": torch.tensor(math.log(k)),
+        M.DINO_TEACHER_ENTROPY: ent,
+        M.DINO_TEACHER_BATCH_ENTROPY: batch_ent,
+        M.DINO_KL_TEACHER_STUDENT: kl_sum / max(n, 1),
+        M.DINO_TEACHER_MAX_PROB: p.max(-1).values.mean(),
+        M.DINO_TOP10PCT_MASS: mean_p.topk(top).values.sum(),
+        M.DINO_LOG_K: torch.tensor(math.log(k)),
     }
+
+
+@dataclass
+class DINOLossOutput:
+    """The loss to back-propagate, the teacher's distribution per view and the ``dino/*`` stats."""
+
+    loss: torch.Tensor  # scalar cross-entropy over view pairs (gradient to the student)
+    teacher_probs: list[torch.Tensor]  # per teacher view (B, K)
+    stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
+
+
+class DINOLoss(nn.Module):
+    """DINO's loss with its state: centre ``c`` (buffer, checkpointed), centring mode,
+    tau_t schedule (one value per step) and tau_s.
+
+    ``forward(teacher_logits, student_logits, it)`` takes the teacher's logits of the global
+    crops and the student's of every crop (globals first, each (B, K)), and returns the loss,
+    the teacher distribution and its statistics; with ``update_center`` (training) the centre
+    moves after the loss, as in DINO.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float, teacher_temp_schedule: np.ndarray,
+                 centering: str = "mean", center_momentum: float = 0.9, sinkhorn_iters: int = 3):
+        super().__init__()
+        assert centering in CENTERINGS, f"centering '{centering}' is not one of {CENTERINGS}"
+        self.student_temp = student_temp
+        self.teacher_temp_schedule = np.asarray(teacher_temp_schedule, np.float64)
+        self.centering = centering
+        self.center_momentum = center_momentum
+        self.sinkhorn_iters = sinkhorn_iters
+        self.register_buffer("center", torch.zeros(1, out_dim))  # c, checkpointed with the weights
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> DINOLoss:
+        """The loss of ``cfg.dino`` over ``cfg.optim.steps``: tau_t warms up linearly, and
+        without sharpening (ablation) tau_t = tau_s at every step."""
+        d = cfg.dino
+        if d.sharpening:
+            schedule = linear_warmup_then_constant(d.warmup_teacher_temp, d.teacher_temp, cfg.optim.steps,
+                                                   d.teacher_temp_warmup_steps)
+        else:
+            schedule = np.full(cfg.optim.steps, d.student_temp)
+        return cls(d.out_dim, d.student_temp, schedule, d.centering, d.center_momentum, d.sinkhorn_iters)
+
+    def teacher_temp(self, it: int) -> float:
+        """tau_t at step ``it`` (the last value past the end of the schedule)."""
+        return value_at(self.teacher_temp_schedule, it)
+
+    @torch.no_grad()
+    def teacher_probs(self, teacher_logits: list[torch.Tensor], it: int) -> list[torch.Tensor]:
+        """p_t per teacher view (B, K): Sinkhorn-Knopp over all views of the batch together,
+        or softmax((g_t - c) / tau_t) with the running centre, or without one."""
+        g = torch.cat(teacher_logits).float()  # (V_t * B, K)
+        tau_t = self.teacher_temp(it)
+        if self.centering == "sinkhorn":
+            p = sinkhorn_knopp(g, tau_t, self.sinkhorn_iters)
+        else:
+            p = teacher_probs_centered(g, self.center if self.centering == "mean" else None, tau_t)
+        return list(p.chunk(len(teacher_logits)))
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: list[torch.Tensor]) -> None:
+        """c <- m c + (1 - m) mean(g_t) over every teacher view (mean centring only)."""
+        if self.centering == "mean":
+            self.center.copy_(updated_center(self.center, torch.cat(teacher_logits).float(), self.center_momentum))
+
+    def forward(self, teacher_logits: list[torch.Tensor], student_logits: list[torch.Tensor], it: int,
+                update_center: bool = True) -> DINOLossOutput:  # type: ignore[override]
+        probs = self.teacher_probs(teacher_logits, it)
+        loss = dino_cross_entropy(probs, student_logits, self.student_temp)
+        if update_center:
+            self.update_center(teacher_logits)  # after the loss
+        stats: dict[str, torch.Tensor | float] = {M.DINO_CE: loss.detach(), M.DINO_TEACHER_TEMP: self.teacher_temp(it),
+                                                  M.DINO_CENTER_NORM: self.center.norm()}
+        stats.update(teacher_stats(probs, student_logits, self.student_temp))
+        return DINOLossOutput(loss, probs, stats)

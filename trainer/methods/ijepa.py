@@ -15,6 +15,7 @@ variance hinge) with weight ``reg_weight``.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,16 +23,20 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from core import metrics as M
+from core.eval_mode import eval_mode
+from core.features import image_feature
+from core.images import to_uint8_image
+from core.koleo import koleo_loss
+from core.probes import ORIGINAL, ProbeEntry
+from core.vit import block_tokens
 from trainer.config import Config, ConfigError
-from trainer.data.datasets import to_uint8_image
 from trainer.data.masking import MultiBlockMaskGenerator, MultiBlockMasks, step_generator
-from trainer.ema import ema_update_
-from trainer.methods.base import Batch, Method, StepOutput, ViewSpec
-from trainer.methods.dino_loss import koleo_loss
-from trainer.methods.stats import mean_cosine, rankme, std_l2
+from trainer.data.views import Batch, ViewSpec
+from trainer.methods.base import StepOutput
+from trainer.methods.ema import EMAMethod
 from trainer.models.backbone import build_backbone, forward_masked, grid_size, num_prefix
 from trainer.models.jepa_predictor import JEPAPredictor, gather_tokens
-from trainer.schedules import cosine_schedule
 
 PROBE_IT = -1  # the probe batch's masks come from step_generator(seed, PROBE_IT): one fixed draw
 
@@ -62,13 +67,33 @@ def feature_std(z: torch.Tensor) -> torch.Tensor:
     return z.detach().float().reshape(-1, z.shape[-1]).std(dim=0).mean()
 
 
-class IJEPA(Method):
+@dataclass
+class Prediction:
+    """One multi-block draw over B images, predictions compared with the targets."""
+
+    loss: float  # the training loss on this draw
+    masks: MultiBlockMasks
+    cosine: torch.Tensor  # (B, T, K) cosine of predicted to target feature per target patch
+    per_patch: torch.Tensor  # (B, h, w) mean cosine over the blocks covering a patch; NaN outside targets
+    pre: torch.Tensor  # (B, P + N, D) target encoder's last-block tokens before the final norm
+
+
+class IJEPA(EMAMethod):
     name = "ijepa"
-    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their average pool (as the paper evaluates)
+    # the loss is on patch tokens, so collapse/*, k-NN and the probe embeddings read their
+    # average pool (as the paper evaluates)
+    feature = "pooled"
     encoder_prefix = "target_encoder."  # "context_encoder." when ema is off (set per instance)
+    probe_layout = (
+        ORIGINAL,
+        ProbeEntry("context_mask", "mask", ("h", "w"), "I-JEPA context"),
+        ProbeEntry("target_masks", "mask", ("T", "h", "w"), "targets"),
+        ProbeEntry("pred_cosine", "heatmap", ("h", "w"), "cos(pred, target)"),
+        ProbeEntry("embeddings", "embedding", ("D",), "target encoder, pooled"),
+    )
 
     def __init__(self, cfg: Config):
-        super().__init__()
+        super().__init__(cfg.ijepa.momentum, cfg.optim.steps)
         self.cfg, j = cfg, cfg.ijepa
         size = cfg.data.image_size
         self.context_encoder = build_backbone(cfg.model, size)
@@ -88,8 +113,6 @@ class IJEPA(Method):
         self.mask_generator = MultiBlockMaskGenerator(
             (self.grid, self.grid), j.num_targets, (j.target_scale_min, j.target_scale_max),
             (j.target_aspect_min, j.target_aspect_max), (j.context_scale_min, j.context_scale_max), j.min_context)
-        self.momentum_schedule = cosine_schedule(j.momentum, 1.0, cfg.optim.steps)
-        self._ema_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     # --- interface ---------------------------------------------------------------------
     def views(self) -> ViewSpec:
@@ -98,53 +121,59 @@ class IJEPA(Method):
     def encoder(self) -> nn.Module:
         return self.target_encoder if self.target_encoder is not None else self.context_encoder
 
-    def ema_momentum(self, it: int) -> float:
-        return float(self.momentum_schedule[min(it, len(self.momentum_schedule) - 1)])
+    def ema_modules(self) -> tuple[nn.Module, nn.Module] | None:
+        return None if self.target_encoder is None else (self.target_encoder, self.context_encoder)
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it, rank))
-        loss, pred, target, z, h = self.forward_parts(imgs, masks)
-        stats: dict[str, torch.Tensor | float] = {"ijepa/loss": loss.detach()}
+        loss, pred, target, z, pre = self.forward_parts(imgs, masks)
+        stats: dict[str, torch.Tensor | float] = {M.IJEPA_LOSS: loss.detach()}
         j = self.cfg.ijepa
         if j.reg != "none" and j.reg_weight > 0:
             pooled = z[:, num_prefix(self.context_encoder):].mean(dim=1)  # (B, D) context features
             reg = koleo_loss(pooled) if j.reg == "koleo" else variance_hinge(pooled)
             loss = loss + j.reg_weight * reg
-            stats["ijepa/reg"] = reg.detach()
+            stats[M.IJEPA_REG] = reg.detach()
         with torch.no_grad():
-            emb = h.float().mean(dim=1)  # (B, D): target encoder, average-pooled patches
-            stats.update({
-                "ijepa/target_std": feature_std(target),
-                "ijepa/pred_std": feature_std(pred),
-                "collapse/std_l2": std_l2(emb),
-                "collapse/rankme": rankme(emb),
-                "collapse/mean_cosine": mean_cosine(emb),
-            })
+            stats.update({M.IJEPA_TARGET_STD: feature_std(target), M.IJEPA_PRED_STD: feature_std(pred)})
+            stats.update(self.feature_stats(self.encoder(), pre))  # target encoder, full image
         return StepOutput(loss, stats)
 
     # --- parts -------------------------------------------------------------------------
     def forward_parts(self, imgs: torch.Tensor, masks: MultiBlockMasks
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, predictions and targets (T*B, K, D), context tokens z (B, P + Nc, D) and the
-        target encoder's patch features h (B, N, D) (before the extra layer norm)."""
+        target encoder's last-block tokens before the final norm (B, P + N, D)."""
         ctx_ids, tgt_ids = masks.context_ids.to(imgs.device), masks.target_ids.to(imgs.device)
         with torch.no_grad():  # stop-gradient on the target branch, with or without EMA
-            tokens = self.encoder().forward_features(imgs)  # (B, P + N, D)
-            h = tokens[:, num_prefix(self.context_encoder):]
+            vit = self.encoder()
+            pre = block_tokens(vit, imgs)  # (B, P + N, D)
+            h = vit.norm(pre)[:, num_prefix(vit):]  # = forward_features(imgs) patch tokens
             target = block_targets(F.layer_norm(h.float(), (h.shape[-1],)), tgt_ids)  # (T*B, K, D)
         z = forward_masked(self.context_encoder, imgs, ctx_ids)  # (B, P + Nc, D)
         pred = self.predictor(z, ctx_ids, tgt_ids)  # (T*B, K, D)
-        return jepa_loss(pred.float(), target, self.cfg.ijepa.loss), pred, target, z, h
+        return jepa_loss(pred.float(), target, self.cfg.ijepa.loss), pred, target, z, pre
 
     @torch.no_grad()
-    def after_step(self, it: int) -> None:
-        if self.target_encoder is None:
-            return
-        if self._ema_pairs is None:
-            self._ema_pairs = (list(self.target_encoder.parameters()), list(self.context_encoder.parameters()))
-        ema_update_(*self._ema_pairs, momentum=self.ema_momentum(it))
+    def predict(self, images: torch.Tensor, g: torch.Generator) -> Prediction:
+        """Context encoder and predictor on normalised images (B, 3, H, W) under one
+        multi-block draw from ``g``, compared with the target encoder (eval mode inside; the
+        probe and ``analysis.jepa`` both read this)."""
+        b = images.shape[0]
+        masks = self.mask_generator(b, g)
+        with eval_mode(self):
+            loss, pred, target, _, pre = self.forward_parts(images, masks)
+        t, k = masks.target_ids.shape[1:]
+        cos = F.cosine_similarity(pred.float(), target.float(), dim=-1)  # (T*B, K), block-major
+        cos = cos.reshape(t, b, k).transpose(0, 1).cpu()  # (B, T, K)
+        ids = masks.target_ids.cpu().reshape(b, t * k)
+        n = self.grid * self.grid
+        total = torch.zeros(b, n).scatter_add_(1, ids, cos.reshape(b, t * k))
+        count = torch.zeros(b, n).scatter_add_(1, ids, torch.ones(b, t * k))
+        per_patch = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+        return Prediction(float(loss), masks, cos, per_patch.reshape(b, self.grid, self.grid), pre)
 
     @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -152,26 +181,15 @@ class IJEPA(Method):
         ``context_mask`` (P, h, w) and ``target_masks`` (P, T, h, w) uint8; ``pred_cosine``
         (P, h, w) float, cosine of predicted to target feature per target patch (mean over
         the blocks covering it, NaN outside every target); ``original`` (P, H, W, 3) uint8;
-        ``embeddings`` (P, D), the encoder's average-pooled patch features."""
-        was_training = self.training
-        self.eval()
-        p_imgs = images.shape[0]
-        masks = self.mask_generator(p_imgs, step_generator(self.cfg.run.seed, PROBE_IT))
-        _, pred, target, _, h = self.forward_parts(images, masks)
-        self.train(was_training)
-        t, k = masks.target_ids.shape[1:]
-        cos = F.cosine_similarity(pred.float(), target, dim=-1)  # (T*B, K)
-        cos = cos.reshape(t, p_imgs, k).transpose(0, 1).cpu()  # (P, T, K)
-        n = self.grid * self.grid
-        total = torch.zeros(p_imgs, n).scatter_add_(1, masks.target_ids.reshape(p_imgs, -1), cos.reshape(p_imgs, -1))
-        count = torch.zeros(p_imgs, n).scatter_add_(1, masks.target_ids.reshape(p_imgs, -1), torch.ones(p_imgs, t * k))
-        per_patch = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+        ``embeddings`` (P, D), the encoder's pooled feature (``core.features``)."""
+        pr = self.predict(images, step_generator(self.cfg.run.seed, PROBE_IT))
+        p_imgs, t = images.shape[0], pr.masks.target_ids.shape[1]
         side = (p_imgs, self.grid, self.grid)
         arrays = {
             "original": to_uint8_image(images),
-            "context_mask": masks.context_mask().reshape(side).to(torch.uint8).numpy(),
-            "target_masks": masks.target_masks().reshape(p_imgs, t, self.grid, self.grid).to(torch.uint8).numpy(),
-            "pred_cosine": per_patch.reshape(side).numpy().astype(np.float32),
-            "embeddings": h.float().mean(dim=1).cpu().numpy(),
+            "context_mask": pr.masks.context_mask().reshape(side).to(torch.uint8).numpy(),
+            "target_masks": pr.masks.target_masks().reshape(p_imgs, t, self.grid, self.grid).to(torch.uint8).numpy(),
+            "pred_cosine": pr.per_patch.numpy().astype(np.float32),
+            "embeddings": image_feature(self.encoder(), pr.pre, self.feature).float().cpu().numpy(),
         }
-        return arrays, {"ijepa/pred_cosine_probe": float(cos.mean())}
+        return arrays, {M.IJEPA_PRED_COSINE_PROBE: float(pr.cosine.mean())}

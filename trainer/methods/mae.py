@@ -11,17 +11,23 @@ loss is the MSE on the removed patches only, optionally against per-patch normal
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from core import metrics as M
+from core.eval_mode import eval_mode
+from core.features import image_feature
+from core.images import MEAN, STD, to_uint8_image
+from core.probes import ORIGINAL, ProbeEntry
+from core.vit import block_tokens
 from trainer.config import Config, ConfigError
-from trainer.data.datasets import MEAN, STD, to_uint8_image
 from trainer.data.masking import random_masking, step_generator
-from trainer.methods.base import Batch, Method, StepOutput, ViewSpec
-from trainer.methods.stats import mean_cosine, rankme, std_l2
+from trainer.data.views import Batch, ViewSpec
+from trainer.methods.base import Method, StepOutput
 from trainer.models.backbone import build_backbone, forward_masked, grid_size, num_prefix
 from trainer.models.mae_decoder import MAEDecoder
 
@@ -79,10 +85,31 @@ def psnr_masked(pred_pix: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, 
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
+@dataclass
+class Pictures:
+    """MAE's pictures of B images, tensors in normalised-image units."""
+
+    pixels: torch.Tensor  # (B, L, p*p*3) prediction per patch (un-normalised under norm_pix_loss)
+    mask: torch.Tensor  # (B, L) 1 = removed
+    masked: torch.Tensor  # (B, 3, H, W) input with the removed patches at 0 (the dataset mean colour)
+    reconstruction: torch.Tensor  # (B, 3, H, W) the decoder's prediction everywhere
+    pasted: torch.Tensor  # (B, 3, H, W) prediction at removed patches, original at visible ones
+
+
 class MAE(Method):
     name = "mae"
-    knn_feature = "pooled"  # the loss is on patch tokens, so k-NN reads their average pool (MAE's global_pool)
+    # the loss is on patch tokens, so collapse/*, k-NN and the probe embeddings read their
+    # average pool (MAE's global_pool)
+    feature = "pooled"
     encoder_prefix = "encoder."
+    probe_layout = (
+        ORIGINAL,
+        ProbeEntry("masked", "image", ("H", "W", "3"), "MAE input (masked)"),
+        ProbeEntry("reconstruction", "image", ("H", "W", "3"), "reconstruction"),
+        ProbeEntry("reconstruction_pasted", "image", ("H", "W", "3"), "reconstruction + visible"),
+        ProbeEntry("mask", "mask", ("h", "w"), "removed patches"),
+        ProbeEntry("embeddings", "embedding", ("D",), "encoder, pooled"),
+    )
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -111,31 +138,31 @@ class MAE(Method):
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        loss, pred, mask, latent = self.forward_parts(imgs, step_generator(self.cfg.run.seed, it, rank))
+        loss, pred, mask, pre = self.forward_parts(imgs, step_generator(self.cfg.run.seed, it, rank))
         with torch.no_grad():
-            cls = latent[:, 0].float()  # encoder [CLS] from the visible patches (B, D)
             stats: dict[str, torch.Tensor | float] = {
-                "mae/loss": loss.detach(),
-                "mae/psnr_masked": psnr_masked(self.pixels_from_pred(pred, imgs), imgs, mask, self.patch_size),
-                "collapse/std_l2": std_l2(cls),
-                "collapse/rankme": rankme(cls),
-                "collapse/mean_cosine": mean_cosine(cls),
+                M.MAE_LOSS: loss.detach(),
+                M.MAE_PSNR_MASKED: psnr_masked(self.pixels_from_pred(pred, imgs), imgs, mask, self.patch_size),
             }
+            stats.update(self.feature_stats(self.encoder(), pre))  # pooled over the visible patches
         return StepOutput(loss, stats)
 
     # --- parts -------------------------------------------------------------------------
-    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator
+    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss, prediction (B, L, p*p*3), mask (B, L) and encoder tokens (B, P + L_keep, D)
-        for images (B, 3, H, W) with masks drawn from ``g``."""
+        """Loss, prediction (B, L, p*p*3), mask (B, L) and the encoder's last-block tokens before
+        the final norm (B, P + L_keep, D) for images (B, 3, H, W) with masks drawn from ``g``
+        (``mask_ratio``: default the trained one)."""
         b = imgs.shape[0]
         n = self.grid * self.grid
-        ids_keep, ids_restore, mask = random_masking(b, n, self.cfg.mae.mask_ratio, g, imgs.device)
-        latent = forward_masked(self.encoder(), imgs, ids_keep)  # (B, P + L_keep, D)
-        pred = self.decoder(latent, ids_restore)  # (B, L, p*p*3)
+        vit = self.encoder()
+        ratio = self.cfg.mae.mask_ratio if mask_ratio is None else mask_ratio
+        ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, imgs.device)
+        pre = forward_masked(vit, imgs, ids_keep, norm=False)  # (B, P + L_keep, D)
+        pred = self.decoder(vit.norm(pre), ids_restore)  # (B, L, p*p*3)
         target = pixel_targets(imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
         loss = masked_mse(pred.float(), target.float(), mask)
-        return loss, pred, mask, latent
+        return loss, pred, mask, pre
 
     def pixels_from_pred(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
         """Prediction in normalised-image units (B, L, p*p*3). With ``norm_pix_loss`` the
@@ -150,29 +177,36 @@ class MAE(Method):
         return pred * (var + 1.0e-6) ** 0.5 + mean
 
     @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None) -> Pictures:
+        """The MAE paper's pictures of normalised images (B, 3, H, W), masks drawn from ``g``
+        (eval mode inside; the probe and ``analysis.reconstruction`` both draw these)."""
+        p = self.patch_size
+        with eval_mode(self):
+            _, pred, mask, _ = self.forward_parts(images, g, mask_ratio)
+        pix = self.pixels_from_pred(pred, images)  # (B, L, p*p*3)
+        mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
+        recon = unpatchify(pix, p)
+        masked = images * (1 - mask_px)
+        return Pictures(pix, mask, masked, recon, masked + recon * mask_px)
+
+    @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Reconstructions of the probe batch under one fixed mask (the same at every
         evaluation): uint8 (P, H, W, 3) ``original``, ``masked`` (removed patches at the
         dataset mean colour), ``reconstruction``, ``reconstruction_pasted`` (visible patches
-        pasted back); ``mask`` (P, h, w) uint8, 1 = removed; ``embeddings`` (P, D) encoder
-        [CLS] of the full images."""
-        was_training = self.training
-        self.eval()
-        p = self.patch_size
-        _, pred, mask, _ = self.forward_parts(images, step_generator(self.cfg.run.seed, PROBE_IT))
-        pix = self.pixels_from_pred(pred, images)  # (P, L, p*p*3)
-        mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (P, 3, H, W), 1 = removed
-        recon = unpatchify(pix, p)
-        pasted = images * (1 - mask_px) + recon * mask_px
-        emb = self.encoder().forward_features(images)[:, 0]  # (P, D)
-        self.train(was_training)
+        pasted back); ``mask`` (P, h, w) uint8, 1 = removed; ``embeddings`` (P, D) the
+        encoder's pooled feature of the full images."""
+        pics = self.reconstruct(images, step_generator(self.cfg.run.seed, PROBE_IT))
+        vit = self.encoder()
+        with eval_mode(vit):
+            emb = image_feature(vit, block_tokens(vit, images), self.feature)  # (P, D)
         arrays = {
             "original": to_uint8_image(images),
-            "masked": to_uint8_image(images * (1 - mask_px)),  # 0 in normalised units = mean colour
-            "reconstruction": to_uint8_image(recon),
-            "reconstruction_pasted": to_uint8_image(pasted),
-            "mask": mask.reshape(-1, self.grid, self.grid).to(torch.uint8).cpu().numpy(),
+            "masked": to_uint8_image(pics.masked),  # 0 in normalised units = mean colour
+            "reconstruction": to_uint8_image(pics.reconstruction),
+            "reconstruction_pasted": to_uint8_image(pics.pasted),
+            "mask": pics.mask.reshape(-1, self.grid, self.grid).to(torch.uint8).cpu().numpy(),
             "embeddings": emb.float().cpu().numpy(),
         }
-        stats = {"mae/psnr_masked_probe": float(psnr_masked(pix, images, mask, p))}
+        stats = {M.MAE_PSNR_MASKED_PROBE: float(psnr_masked(pics.pixels, images, pics.mask, self.patch_size))}
         return arrays, stats

@@ -1,9 +1,10 @@
 """The shared backbone: timm's ``VisionTransformer``, built from a preset, with registers.
 
 We do not fork the ViT. The few things the methods need beyond timm's forward are thin
-helpers over its layered API: token embedding (patch embed + positions + [CLS]/registers),
-running the blocks on a subset of tokens (MAE, I-JEPA), and capturing attention maps (analysis
-and probes only: timm's fused attention returns no weights, so it is switched off there).
+helpers over its layered API: token embedding (patch embed + positions + [CLS]/registers;
+``core.vit``'s, re-exported here), running the blocks on a subset of tokens (MAE, I-JEPA),
+and capturing attention maps (analysis and probes only: timm's fused attention returns no
+weights, so it is switched off there).
 
 Registers (Darcet et al. 2024, "Vision Transformers Need Registers") are extra learnable tokens
 after [CLS] without positional embedding: ``no_embed_class=True`` adds positions to patch
@@ -19,7 +20,11 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from core.vit import embed_tokens, num_prefix
 from trainer.config import Model, preset_shape
+
+__all__ = ["build_backbone", "capture_attention", "embed_tokens", "forward_masked", "grid_size", "num_prefix",
+           "param_groups"]
 
 
 def build_backbone(model: Model, img_size: int) -> VisionTransformer:
@@ -50,47 +55,25 @@ def build_backbone(model: Model, img_size: int) -> VisionTransformer:
     return vit
 
 
-def num_prefix(vit: VisionTransformer) -> int:
-    """[CLS] + registers."""
-    return int(vit.num_prefix_tokens)
-
-
 def grid_size(vit: VisionTransformer, img_size: int) -> int:
     """Patches per side for a square image of ``img_size`` px."""
     return img_size // vit.patch_embed.patch_size[0]
 
 
-def embed_tokens(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, H, W) -> tokens (B, prefix + N, D) with positions, before the blocks.
-    Patch tokens are in raster order; prefix = [CLS] then registers."""
-    x = vit.patch_embed(x)  # (B, h, w, D) with dynamic_img_size
-    x = vit._pos_embed(x)  # (B, prefix + h*w, D)
-    x = vit.patch_drop(x)
-    return vit.norm_pre(x)
-
-
-def run_blocks(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """Blocks + final norm on any token sequence (B, L, D) -> (B, L, D)."""
-    return vit.norm(vit.blocks(tokens))
-
-
-def forward_masked(vit: VisionTransformer, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+def forward_masked(vit: VisionTransformer, x: torch.Tensor, ids_keep: torch.Tensor, norm: bool = True) -> torch.Tensor:
     """Encode only the patches ``ids_keep`` (B, N_keep) plus the prefix tokens.
 
-    Returns (B, prefix + N_keep, D). This is where MAE's 75% saving comes from: the blocks
-    never see the masked patches.
+    Returns (B, prefix + N_keep, D), after the final norm unless ``norm=False`` (then the
+    last block's output, which ``core.features.pooled`` pools). This is where MAE's 75% saving
+    comes from: the blocks never see the masked patches.
     """
     tokens = embed_tokens(vit, x)  # (B, P + N, D)
     p = num_prefix(vit)
     prefix, patches = tokens[:, :p], tokens[:, p:]
     d = patches.shape[-1]
     kept = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))  # (B, N_keep, D)
-    return run_blocks(vit, torch.cat([prefix, kept], dim=1))
-
-
-def cls_and_patches(vit: VisionTransformer, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split final tokens (B, P + N, D) into [CLS] (B, D) and patch tokens (B, N, D)."""
-    return tokens[:, 0], tokens[:, num_prefix(vit):]
+    pre = vit.blocks(torch.cat([prefix, kept], dim=1))
+    return vit.norm(pre) if norm else pre
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from trainer.config import Config
 from trainer.data import DataError, build_dataset, build_loader, epoch_of
 from trainer.data.loader import StepBatches
 from trainer.data.multicrop import build_view_transform
-from trainer.methods.base import ViewSpec
+from trainer.data.views import ViewSpec
 
 SPEC = ViewSpec("multicrop", global_size=16, n_global=2, local_size=8, n_local=2)
 

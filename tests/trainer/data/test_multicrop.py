@@ -9,7 +9,7 @@ from trainer.data import build_view_transform, normalize
 from trainer.data import photometric as P
 from trainer.data.datasets import MEAN, STD
 from trainer.data.multicrop import blur_kernel_size, blur_sigma_range, crop_boxes, random_resized_crop
-from trainer.methods.base import ViewSpec
+from trainer.data.views import ViewSpec
 
 DINO = ViewSpec("multicrop", global_size=32, n_global=2, local_size=16, n_local=6)
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from trainer.config import Config
-from trainer.methods import Batch, build_method
+from trainer.data import Batch
+from trainer.methods import build_method
 
 
 def _cfg(**over):
@@ -64,25 +65,25 @@ def test_ema_update_equals_formula():
 def test_center_updated_after_the_loss_with_momentum():
     torch.manual_seed(2)
     m = build_method(_cfg(**{"dino.center_momentum": 0.9}))
-    m.center.fill_(0.3)
+    m.loss.center.fill_(0.3)
     batch = _batch()
     with torch.no_grad():
-        t_logits, _ = m.teacher(batch.views[:2])
+        t_logits = m.teacher(batch.views[:2])[0]
     m(batch, it=0)
     expected = 0.9 * 0.3 + 0.1 * torch.cat(t_logits).mean(0, keepdim=True)
-    assert torch.allclose(m.center, expected, atol=1e-6)
+    assert torch.allclose(m.loss.center, expected, atol=1e-6)
 
 
 def test_ablation_switches():
     off = build_method(_cfg(**{"dino.sharpening": "false"}))
-    assert off.teacher_temp(0) == pytest.approx(0.1)  # tau_t = tau_s: no sharpening
+    assert off.loss.teacher_temp(0) == pytest.approx(0.1)  # tau_t = tau_s: no sharpening
     on = build_method(_cfg(**{"dino.warmup_teacher_temp": 0.04, "dino.teacher_temp": 0.07,
                               "dino.teacher_temp_warmup_steps": 4}))
-    assert on.teacher_temp(0) == pytest.approx(0.04) and on.teacher_temp(2) == pytest.approx(0.055)
-    assert on.teacher_temp(9) == pytest.approx(0.07)
+    assert on.loss.teacher_temp(0) == pytest.approx(0.04) and on.loss.teacher_temp(2) == pytest.approx(0.055)
+    assert on.loss.teacher_temp(9) == pytest.approx(0.07)
     nocenter = build_method(_cfg(**{"dino.centering": "none"}))
     nocenter(_batch(), it=0)
-    assert nocenter.center.abs().sum() == 0  # the centre is never touched
+    assert nocenter.loss.center.abs().sum() == 0  # the centre is never touched
 
 
 def test_probe_gives_attention_maps_and_register_share():
@@ -93,3 +94,17 @@ def test_probe_gives_attention_maps_and_register_share():
     assert 0 < stats["tokens/register_attn_share"] < 1
     # [CLS] attention to patches + prefix sums to 1: patches alone sum to less than 1
     assert (attn.sum(dim=(-1, -2)) < 1).all() and (attn >= 0).all()
+
+
+def test_collapse_stats_read_the_teacher_cls_that_knn_reads_and_ema_momentum_is_logged():
+    from core.collapse import rankme
+    from core.features import extract
+
+    torch.manual_seed(3)
+    m = build_method(_cfg())
+    batch = _batch(b=8)
+    out = m(batch, it=0)
+    feats = extract(m.encoder(), batch.views[0], device="cpu")  # teacher [CLS] of global view 1
+    assert m.feature == "cls"
+    assert out.stats["collapse/rankme"].item() == pytest.approx(rankme(torch.from_numpy(feats.cls)).item(), rel=1e-4)
+    assert m.schedule_stats(4) == {"ema/momentum": pytest.approx(float(m.momentum_schedule[4]))}

@@ -2,12 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from core.koleo import koleo_loss
 from trainer.methods.dino_loss import (
+    DINOLoss,
     dino_cross_entropy,
-    koleo_loss,
     sinkhorn_knopp,
     teacher_probs_centered,
     teacher_stats,
@@ -73,14 +75,66 @@ def test_teacher_stats_kl_is_loss_minus_entropy():
     s = [torch.randn(4, 10) for _ in range(4)]
     p = teacher_probs_centered(t, None, 0.05)
     views = list(p.chunk(2))
-    st = teacher_stats(p, s, views, 0.1)
+    st = teacher_stats(views, s, 0.1)
     ce = dino_cross_entropy(views, s, 0.1)
     # with equal-sized views, mean KL over pairs = CE - mean teacher entropy
     expected_kl = ce.item() - st["dino/teacher_entropy"].item()
     assert st["dino/kl_teacher_student"].item() == pytest.approx(expected_kl, rel=1e-4)
     assert st["dino/log_k"].item() == pytest.approx(math.log(10))
-    uniform = teacher_stats(torch.full((4, 10), 0.1), [v[:2] for v in s], [torch.full((2, 10), 0.1)] * 2, 0.1)
+    uniform = teacher_stats([torch.full((2, 10), 0.1)] * 2, [v[:2] for v in s], 0.1)
     assert uniform["dino/teacher_entropy"].item() == pytest.approx(math.log(10), rel=1e-5)
+
+
+def test_teacher_stats_hand_worked_two_views():
+    # K = 4, B = 1: teacher views (0.5, 0.5, 0, 0) and (0, 0, 1, 0); student (tau 1) views
+    # uniform and (0.4, 0.4, 0.1, 0.1); KL is taken across views, as the loss pairs them
+    pt = [torch.tensor([[0.5, 0.5, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0, 0.0]])]
+    ps = [torch.full((1, 4), 0.25), torch.tensor([[0.4, 0.4, 0.1, 0.1]])]
+    st = teacher_stats(pt, [p.log() for p in ps], 1.0)
+    assert st["dino/log_k"].item() == pytest.approx(math.log(4))
+    assert st["dino/teacher_entropy"].item() == pytest.approx(math.log(2) / 2, abs=1e-6)  # (ln 2 + 0) / 2
+    # batch mean (0.25, 0.25, 0.5, 0): entropy = 2 * 0.25 ln 4 + 0.5 ln 2
+    assert st["dino/teacher_batch_entropy"].item() == pytest.approx(0.5 * math.log(4) + 0.5 * math.log(2), abs=1e-6)
+    assert st["dino/teacher_max_prob"].item() == pytest.approx(0.75)
+    assert st["dino/top10pct_mass"].item() == pytest.approx(0.5)  # top max(1, K // 10) = 1 dimension of the mean
+    # KL(t1 || s2) = 2 * 0.5 ln(0.5 / 0.4) = ln 1.25; KL(t2 || s1) = ln(1 / 0.25) = ln 4; mean = ln(5) / 2
+    assert st["dino/kl_teacher_student"].item() == pytest.approx(math.log(5) / 2, rel=1e-5)
+
+
+def test_loss_object_centres_by_mode_and_moves_the_centre_after_the_loss():
+    torch.manual_seed(4)
+    t = [torch.randn(8, 6) for _ in range(2)]
+    s = [torch.randn(8, 6) for _ in range(3)]
+    mean = DINOLoss(6, 0.1, np.array([0.04, 0.05]), centering="mean", center_momentum=0.9)
+    mean.center.fill_(0.2)
+    out = mean(t, s, it=5)  # past the schedule's end: its last value
+    expected = teacher_probs_centered(torch.cat(t), torch.full((1, 6), 0.2), 0.05)
+    torch.testing.assert_close(torch.cat(out.teacher_probs), expected)
+    assert out.loss.item() == pytest.approx(dino_cross_entropy(list(expected.chunk(2)), s, 0.1).item(), rel=1e-6)
+    torch.testing.assert_close(mean.center, updated_center(torch.full((1, 6), 0.2), torch.cat(t), 0.9))
+    assert out.stats["dino/center_norm"].item() == pytest.approx(mean.center.norm().item())
+    sk = DINOLoss(6, 0.1, np.array([0.05]), centering="sinkhorn", sinkhorn_iters=3)
+    probs = sk(t, s, it=0).teacher_probs
+    torch.testing.assert_close(torch.cat(probs), sinkhorn_knopp(torch.cat(t), 0.05, 3))
+    assert sk.center.abs().sum() == 0  # only mean centring moves the centre
+    none = DINOLoss(6, 0.1, np.array([0.05]), centering="none")
+    torch.testing.assert_close(torch.cat(none(t, s, 0).teacher_probs), torch.softmax(torch.cat(t) / 0.05, -1))
+
+
+def test_old_checkpoints_with_a_method_level_center_still_load():
+    from trainer.config import Config
+    from trainer.methods import build_method
+
+    cfg = Config().with_overrides(["model.preset=custom", "model.embed_dim=32", "model.depth=1", "model.num_heads=2",
+                                   "data.image_size=16", "dino.out_dim=8", "dino.n_local=0"]).validate()
+    m = build_method(cfg)
+    old = {("center" if k == "loss.center" else k): v for k, v in m.state_dict().items()}
+    old["center"] = torch.arange(8.0).reshape(1, 8)
+    missing, unexpected = build_method(cfg).load_state_dict(old, strict=False)
+    fresh = build_method(cfg)
+    fresh.load_state_dict(old)
+    assert missing == [] and unexpected == []
+    torch.testing.assert_close(fresh.loss.center, torch.arange(8.0).reshape(1, 8))
 
 
 def test_matches_lightly_dino_loss_and_center():

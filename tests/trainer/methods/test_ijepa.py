@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import Config, ConfigError
+from trainer.data import Batch
 from trainer.data.masking import step_generator
-from trainer.methods import Batch, build_method
+from trainer.methods import build_method
 from trainer.methods.ijepa import jepa_loss, variance_hinge
 from trainer.models.backbone import num_prefix
 
@@ -142,6 +143,7 @@ def test_ema_off_uses_the_context_encoder_under_stop_gradient():
     before = [p.clone() for p in m.context_encoder.parameters()]
     m.after_step(3)  # no EMA to do
     assert all(torch.equal(a, b) for a, b in zip(before, m.context_encoder.parameters()))
+    assert m.schedule_stats(3) == {}  # and no EMA momentum to log
 
 
 @pytest.mark.parametrize("reg", ["koleo", "variance"])
@@ -172,3 +174,20 @@ def test_probe_masks_and_cosine_map_agree():
 def test_bad_predictor_width_is_refused_clearly():
     with pytest.raises(ConfigError, match="ijepa.pred_dim=18"):
         build_method(_cfg(**{"ijepa.pred_dim": 18}))
+
+
+def test_collapse_stats_and_probe_embeddings_read_the_pooled_feature_that_knn_reads():
+    from core.collapse import rankme
+    from core.features import extract
+
+    torch.manual_seed(6)
+    m = build_method(_cfg())
+    imgs = torch.randn(8, 3, 32, 32)
+    out = m(Batch([imgs], torch.zeros(8, dtype=torch.long)), it=0)
+    feats = extract(m.encoder(), imgs, device="cpu")  # what the online k-NN reads (eval mode: no dropout here)
+    assert m.feature == "pooled"
+    assert out.stats["collapse/rankme"].item() == pytest.approx(rankme(torch.from_numpy(feats.pooled)).item(),
+                                                                rel=1e-4)
+    arrays, _ = m.probe(imgs[:3])
+    torch.testing.assert_close(torch.from_numpy(arrays["embeddings"]), torch.from_numpy(feats.pooled[:3]),
+                               rtol=1e-4, atol=1e-5)

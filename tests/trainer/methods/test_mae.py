@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from trainer.config import Config, ConfigError
+from trainer.data import Batch
 from trainer.data.datasets import MEAN, STD, normalize
 from trainer.data.masking import random_masking, step_generator
-from trainer.methods import Batch, build_method
+from trainer.methods import build_method
 from trainer.methods.mae import masked_mse, patchify, pixel_targets, psnr_masked, unpatchify
 from trainer.models.mae_decoder import MAEDecoder
 
@@ -140,3 +141,25 @@ def test_probe_pastes_visible_pixels_and_masks_round_ratio_n(norm_pix):
 def test_bad_decoder_width_is_refused_clearly():
     with pytest.raises(ConfigError, match="mae.decoder_dim=18"):
         build_method(_cfg(**{"mae.decoder_dim": 18}))
+
+
+def test_collapse_stats_read_the_pooled_feature_that_knn_reads():
+    """MAE declares ``feature = "pooled"``: its collapse/* are computed on the pooled visible
+    tokens (norm of their mean, as core.features pools for the k-NN), no longer on [CLS]."""
+    from core.collapse import rankme, std_l2
+    from core.features import pooled
+    from trainer.models.backbone import forward_masked
+
+    torch.manual_seed(5)
+    m = build_method(_cfg(**{"run.seed": 2}))
+    imgs = torch.randn(8, 3, 16, 16)
+    out = m(Batch([imgs], torch.zeros(8, dtype=torch.long)), it=3)
+    ids_keep = random_masking(8, 16, m.cfg.mae.mask_ratio, step_generator(2, 3))[0]
+    with torch.no_grad():
+        pre = forward_masked(m.encoder(), imgs, ids_keep, norm=False)
+        z = pooled(m.encoder(), pre)
+        cls = m.encoder().norm(pre[:, 0])
+    assert m.feature == "pooled"
+    assert out.stats["collapse/rankme"].item() == pytest.approx(rankme(z).item(), rel=1e-5)
+    assert out.stats["collapse/std_l2"].item() == pytest.approx(std_l2(z).item(), rel=1e-5)
+    assert out.stats["collapse/std_l2"].item() != pytest.approx(std_l2(cls).item(), rel=1e-3)  # the old [CLS]

@@ -3,8 +3,8 @@
 Each test feature votes with its ``k`` most cosine-similar training features; a neighbour of
 similarity s adds exp(s / T) to its class. k = 20 and T = 0.07 are DINO's defaults.
 
-This module depends on torch only (no scikit-learn, no analysis imports), so the trainer's
-online evaluation imports it directly and the dashboard's offline scores are the same maths.
+Part of ``core`` (torch only, no scikit-learn), so the trainer's online evaluation and the
+dashboard's offline scores are the same maths.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from analysis.knn import confusion_matrix, knn_top1, weighted_knn_predict, weighted_knn_scores
+from core.knn import confusion_matrix, knn_top1, weighted_knn_predict, weighted_knn_scores
 
 
 def _dino_reference(train, labels, test, k, T, C):

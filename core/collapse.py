@@ -1,4 +1,5 @@
-"""Collapse statistics on a batch of embeddings z (N, D), logged while training.
+"""Collapse statistics on a batch of embeddings z (N, D): logged while training, and the same
+functions judge a checkpoint in ``analysis.collapse``.
 
 - ``std_l2``: std over the batch of l2-normalised z, averaged over dims, times sqrt(D)
   (SimSiam, Chen & He 2021): about 1 when the embeddings spread over the sphere, 0 when
@@ -6,12 +7,16 @@
 - ``rankme``: RankMe (Garrido et al. 2023), exp of the entropy of the normalised singular
   values: the effective rank, from 1 (dimensional collapse) to min(N, D).
 - ``mean_cosine``: mean off-diagonal cosine similarity: near 0 spread out, near 1 collapsed.
+- ``collapse_stats``: the three under their ``collapse/*`` names, built in this one place.
+- ``high_norm_mask`` / ``high_norm_frac``: the outlier-token rule of ``tokens/high_norm_frac``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from core import metrics as M
 
 
 @torch.no_grad()
@@ -39,9 +44,18 @@ def mean_cosine(z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def collapse_stats(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``collapse/std_l2``, ``collapse/rankme`` and ``collapse/mean_cosine`` of embeddings z (N, D)."""
+    return {M.COLLAPSE_STD_L2: std_l2(z), M.COLLAPSE_RANKME: rankme(z), M.COLLAPSE_MEAN_COSINE: mean_cosine(z)}
+
+
+def high_norm_mask(norms: torch.Tensor, ratio: float = 2.0) -> torch.Tensor:
+    """Bool (B, N): patch tokens whose norm exceeds ``ratio`` x their image's median patch norm
+    (the high-norm outlier tokens of Darcet et al. 2024). ``norms``: (B, N) token norms."""
+    return norms > ratio * norms.median(dim=1, keepdim=True).values
+
+
+@torch.no_grad()
 def high_norm_frac(tokens: torch.Tensor, ratio: float = 2.0) -> torch.Tensor:
-    """Fraction of patch tokens whose output norm exceeds ``ratio`` x the median norm (the
-    high-norm outlier tokens of Darcet et al. 2024). ``tokens``: (B, N, D) patch tokens."""
-    norms = tokens.float().norm(dim=-1)  # (B, N)
-    med = norms.median(dim=1, keepdim=True).values
-    return (norms > ratio * med).float().mean()
+    """0-dim tensor: the fraction of patch tokens (B, N, D) that ``high_norm_mask`` flags."""
+    return high_norm_mask(tokens.float().norm(dim=-1), ratio).float().mean()

@@ -1,0 +1,295 @@
+"""Every scalar name the run store holds, declared once: its unit, the family the Live page
+draws it in, its healthy range and its Guide entry (formula, meaning, what healthy and
+collapsed look like, what to try).
+
+Code that logs or reads a metric uses the constant (``M.DINO_TEACHER_ENTROPY`` is the string
+``"dino/teacher_entropy"``), so a name exists in one place. The methods, the loop, the
+progress bar, ``analysis.collapse.diagnose`` (its thresholds are the healthy ranges below),
+the charts, the Live families and the Guide all read these declarations;
+``tests/test_metric_names.py`` checks that every name any run logs is declared here and every
+declaration is logged by something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    """A group of metrics drawn together on the Live page and listed together in the Guide."""
+
+    title: str
+    help: str
+    figure: str = "panels"  # "panels": one small panel per metric; "collapse": DINO's 2 x 2 figure first
+
+
+LOSSES = Family("Losses", "the loss of each method and the gradient norm")
+DINO_COLLAPSE = Family("DINO collapse", "teacher entropy between 0 and ln K, KL, batch entropy, center norm",
+                       figure="collapse")
+EMBEDDING = Family("Embedding health", "spread and rank of the features, and k-NN accuracy")
+TOKENS = Family("Tokens", "registers and high-norm outlier tokens")
+SCHEDULES = Family("Schedules", "learning rate, weight decay, EMA momentum, teacher temperature")
+SPEED = Family("Speed", "training throughput")
+FAMILIES: tuple[Family, ...] = (LOSSES, DINO_COLLAPSE, EMBEDDING, TOKENS, SCHEDULES, SPEED)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One logged scalar. ``healthy_range`` (low, high), either end None, is in units of
+    ``per`` ("" = absolute, "ln K", "min(N, D)"): ``analysis.collapse.diagnose`` judges by it."""
+
+    name: str  # the scalar's name in the run store
+    title: str
+    unit: str  # "" when unitless
+    family: Family
+    formula: str  # LaTeX for st.latex ("" if none)
+    meaning: str
+    healthy: str = ""
+    collapsed: str = ""
+    try_: str = ""
+    healthy_range: tuple[float | None, float | None] | None = None
+    per: str = ""
+    short: str = ""  # label in the terminal progress bar ("" = not shown)
+    curve: bool = True  # False: not a curve of its own (ln K is the reference line of the entropy panels)
+
+    @property
+    def anchor(self) -> str:
+        """The Guide page's heading anchor for this metric."""
+        return self.name.replace("/", "-").replace("_", "-")
+
+    @property
+    def range_text(self) -> str:
+        """The healthy range in words ("0.3-0.9 ln K", ">= 0.03"), "" when none is declared."""
+        if self.healthy_range is None:
+            return ""
+        lo, hi = self.healthy_range
+        per = f" {self.per}" if self.per else ""
+        if lo is not None and hi is not None:
+            return f"{lo:g}-{hi:g}{per}"
+        return f">= {lo:g}{per}" if lo is not None else f"<= {hi:g}{per}"
+
+    @property
+    def label(self) -> str:
+        """Title with its unit, for axis and panel titles."""
+        return f"{self.title} ({self.unit})" if self.unit else self.title
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def declare(metric: Metric) -> str:
+    """Register ``metric``; returns its name (the constant code uses)."""
+    assert metric.name not in METRICS, f"{metric.name} declared twice"
+    METRICS[metric.name] = metric
+    return metric.name
+
+
+def family_names(family: Family) -> tuple[str, ...]:
+    """The names of ``family`` in declaration order (the Live page's panel order)."""
+    return tuple(n for n, m in METRICS.items() if m.family == family)
+
+
+# --- losses -----------------------------------------------------------------------------
+TRAIN_LOSS = declare(Metric(
+    "train/loss", "Training loss", "", LOSSES, r"\mathcal{L}",
+    "The method's loss: DINO's cross-entropy between teacher and student, MAE's masked-patch "
+    "MSE, I-JEPA's latent regression.",
+    "falls quickly then flattens; for DINO it settles above 0.",
+    "a DINO loss that drops to almost 0 is a warning, not a success: both collapses make "
+    "teacher and student agree trivially (check the KL below).",
+    "if it diverges or turns NaN: lower optim.lr, keep optim.clip_grad at 3, lengthen optim.warmup_steps.",
+    short="loss"))
+DINO_CE = declare(Metric(
+    "dino/ce", "DINO cross-entropy", "nats", LOSSES,
+    r"\frac{1}{|P|}\sum_{(i,j)\in P} -\sum_k p_t^{(i)}[k] \log p_s^{(j)}[k]",
+    "The distillation loss alone (train/loss minus KoLeo), over pairs P of different views.",
+    "above the teacher entropy: KL = CE - H(p_t) stays positive.",
+    "equal to the teacher entropy: KL = 0, nothing left to learn."))
+DINO_KOLEO = declare(Metric(
+    "dino/koleo", "KoLeo", "", LOSSES,
+    r"\mathcal{L}_{\mathrm{KoLeo}} = -\frac1B\sum_i \log \min_{j\ne i}\lVert x_i - x_j\rVert",
+    "DINOv2's regulariser on the student's [CLS]: spreads features uniformly (dino.koleo_weight).",
+    try_="0.1 pulls small-data runs away from uniform collapse."))
+MAE_LOSS = declare(Metric(
+    "mae/loss", "MAE loss", "", LOSSES, r"\frac{1}{|M|}\sum_{i \in M} \lVert \hat x_i - x_i \rVert^2",
+    "Mean squared error on the masked patches only (M), optionally on per-patch normalised pixels.",
+    "falls well below predicting each patch's mean colour.",
+    "flat at the mean-colour level: the decoder only paints blurred averages.",
+    "train longer; mae.norm_pix_loss=true sharpens reconstructions."))
+MAE_PSNR_MASKED = declare(Metric(
+    "mae/psnr_masked", "Masked PSNR", "dB", LOSSES, r"10 \log_{10} \frac{\mathrm{MAX}^2}{\mathrm{MSE}_{M}}",
+    "PSNR of the reconstruction on masked patches (dB). Higher is better.", "rising.", short="psnr"))
+MAE_PSNR_MASKED_PROBE = declare(Metric(
+    "mae/psnr_masked_probe", "Masked PSNR (probe batch)", "dB", LOSSES,
+    r"10 \log_{10} \frac{\mathrm{MAX}^2}{\mathrm{MSE}_{M}}",
+    "mae/psnr_masked on the fixed probe images with fixed masks: comparable across steps.", "rising."))
+IJEPA_LOSS = declare(Metric(
+    "ijepa/loss", "I-JEPA loss", "", LOSSES,
+    r"\frac{1}{|T|}\sum_{i \in T} \ell\big(\hat s_i,\ \mathrm{LN}(\bar s_i)\big)",
+    "Smooth-L1 (or L2) between predicted and layer-normed target-encoder features at the "
+    "target blocks T. Never pixels.",
+    "falls but not to 0.", "near 0 together with a falling target std: latent collapse.",
+    "keep ijepa.ema=true; add ijepa.reg=variance with a small ijepa.reg_weight."))
+IJEPA_REG = declare(Metric(
+    "ijepa/reg", "I-JEPA anti-collapse regulariser", "", LOSSES,
+    r"\text{KoLeo or } \frac1D\sum_d \max(0, 1 - \mathrm{std}(z_d))",
+    "The regulariser on the pooled context features (ijepa.reg: KoLeo at 0.3 by default; none in the paper).",
+    "small and steady.", "large: the features are bunching up.",
+    "ijepa.reg=variance with ijepa.reg_weight=1 when running without EMA."))
+GRAD_NORM = declare(Metric(
+    "grad/norm", "Gradient norm", "", LOSSES, r"\lVert \nabla_\theta \mathcal{L} \rVert_2",
+    "Global l2 norm of the gradients before clipping.",
+    "stable or slowly falling.", "spikes before a NaN; exactly 0 means nothing is learning.",
+    "optim.clip_grad=3 (DINO's value) tames spikes."))
+
+# --- DINO collapse: the four panels of the collapse figure first ----------------------------
+DINO_TEACHER_ENTROPY = declare(Metric(
+    "dino/teacher_entropy", "Teacher entropy", "nats", DINO_COLLAPSE,
+    r"H(p_t) = -\frac1B\sum_b \sum_{k=1}^{K} p_t^{(b,k)} \log p_t^{(b,k)},"
+    r"\quad p_t = \mathrm{softmax}\big((g_t - c)/\tau_t\big)",
+    "Mean per-image entropy of the teacher's distribution over the K prototypes, in nats "
+    "(Sinkhorn-Knopp assignments when dino.centering=sinkhorn). Bounded by 0 (one prototype per "
+    "image) and ln K (uniform).",
+    "between the two collapse lines, 0.3-0.9 ln K, with KL above 0.",
+    "near ln K with KL near 0: uniform collapse (centering without sharpening). Near 0 with "
+    "low batch entropy: one-hot collapse (sharpening without centering).",
+    "uniform: lower dino.teacher_temp, freeze the last layer longer, add KoLeo "
+    "(dino.koleo_weight=0.1), smaller dino.out_dim. One-hot: turn centering on "
+    "(dino.centering=mean or sinkhorn).",
+    healthy_range=(0.3, 0.9), per="ln K", short="H_t"))
+DINO_KL_TEACHER_STUDENT = declare(Metric(
+    "dino/kl_teacher_student", "KL teacher-student", "nats", DINO_COLLAPSE,
+    r"\frac{1}{|P|}\sum_{(i,j)\in P} \mathrm{KL}\big(p_t^{(i)} \,\|\, p_s^{(j)}\big)"
+    r" = \mathrm{CE} - H(p_t)",
+    "How much the student still has to learn from the teacher, over the same pairs P of different "
+    "views as the loss (teacher on one global crop, student on another crop of the image). Both "
+    "collapses drive it to 0: a constant target is matched perfectly.",
+    "clearly above 0 (> 0.03 nats) and steady.", "near 0 (with entropy at ln K or at 0).",
+    "see teacher entropy.", healthy_range=(0.03, None), short="KL"))
+DINO_TEACHER_BATCH_ENTROPY = declare(Metric(
+    "dino/teacher_batch_entropy", "Teacher batch entropy", "nats", DINO_COLLAPSE,
+    r"H(\bar p_t),\quad \bar p_t = \frac1B \sum_b p_t^{(b)}",
+    "Entropy of the batch-mean teacher distribution: how many prototypes are used across images.",
+    "high (close to ln K) while the per-image entropy is lower: each image picks a few "
+    "prototypes, different images pick different ones.",
+    "low (under 0.5 ln K): the same few prototypes win for every image (one-hot collapse).",
+    "centering spreads the prototypes; Sinkhorn-Knopp (dino.centering=sinkhorn) enforces it.",
+    healthy_range=(0.5, None), per="ln K"))
+DINO_CENTER_NORM = declare(Metric(
+    "dino/center_norm", "Center norm", "", DINO_COLLAPSE,
+    r"c \leftarrow m\,c + (1-m)\,\frac1B\sum_b g_t^{(b)},\quad \lVert c \rVert_2",
+    "Norm of the running mean subtracted from the teacher logits (m = dino.center_momentum; 0 "
+    "without mean centring).",
+    "settles to a steady value.", "keeps growing when the teacher pushes all images to one side."))
+DINO_TEACHER_MAX_PROB = declare(Metric(
+    "dino/teacher_max_prob", "Teacher max probability", "", DINO_COLLAPSE, r"\frac1B\sum_b \max_k p_t^{(b,k)}",
+    "Mean top probability of the teacher. 1/K when uniform, 1 when one-hot.",
+    "in between.", "at 1/K (uniform) or 1 (one-hot)."))
+DINO_TOP10PCT_MASS = declare(Metric(
+    "dino/top10pct_mass", "Top-10% mass of the batch-mean teacher", "", DINO_COLLAPSE,
+    r"\sum_{k \in \text{top } 10\%} \bar p_t[k], \quad \bar p_t = \frac1B \sum_b p_t^{(b)}",
+    "Share of the batch-averaged teacher distribution held by its 10% largest dimensions "
+    "(at least one dimension): the one definition of the teacher's top mass share.",
+    "about 0.1 to 0.4: many prototypes in use.",
+    "above 0.5, near 1: a few dimensions dominate every image (one-hot collapse).",
+    "keep centering on (dino.centering=mean or sinkhorn).", healthy_range=(None, 0.5)))
+DINO_LOG_K = declare(Metric(
+    "dino/log_k", "ln K", "nats", DINO_COLLAPSE, r"\ln K",
+    "The entropy of the uniform distribution over K = dino.out_dim prototypes: the "
+    "uniform-collapse line of the entropy panels.", short="lnK", curve=False))
+
+# --- embedding health -----------------------------------------------------------------------
+COLLAPSE_STD_L2 = declare(Metric(
+    "collapse/std_l2", "Std of l2-normalised embeddings", "", EMBEDDING,
+    r"\sqrt{d}\cdot \frac1d\sum_j \mathrm{std}_b\big(z_{bj}/\lVert z_b\rVert\big)",
+    "Spread of the normalised embeddings (SimSiam's collapse measure), on the method's own image "
+    "feature: the [CLS] token for DINO, the pooled patch tokens for MAE and I-JEPA (what k-NN reads).",
+    "about 1: embeddings spread over the sphere.", "0.3 or less, towards 0: all images map to one point.",
+    "see the method's own collapse advice.", healthy_range=(0.3, None)))
+COLLAPSE_RANKME = declare(Metric(
+    "collapse/rankme", "RankMe (effective rank)", "", EMBEDDING,
+    r"\exp\Big(-\sum_k p_k \log p_k\Big),\quad p_k = \frac{\sigma_k}{\sum_j \sigma_j}",
+    "Effective rank of the embedding matrix from its singular values (Garrido et al. 2023).",
+    "a large fraction of min(batch, dim).",
+    "0.1 min(batch, dim) or less, close to 1: dimensional collapse (few directions used).",
+    "larger batch, KoLeo, lower learning rate.", healthy_range=(0.1, None), per="min(N, D)", short="rank"))
+COLLAPSE_MEAN_COSINE = declare(Metric(
+    "collapse/mean_cosine", "Mean cosine similarity", "", EMBEDDING,
+    r"\frac{1}{B(B-1)}\sum_{i\ne j}\cos(z_i, z_j)",
+    "Average cosine similarity between different images' embeddings.",
+    "near 0.", "near 1: every image looks the same to the model."))
+EVAL_KNN_TOP1 = declare(Metric(
+    "eval/knn_top1", "k-NN top-1", "", EMBEDDING,
+    r"\hat y = \arg\max_c \sum_{i \in N_k(x)} e^{\cos(x, x_i)/T}\,[y_i = c]",
+    "Weighted k-NN (k = 20, T = 0.07, cosine) on the held-out split, with train features as memory; "
+    "features as for the collapse statistics ([CLS] for DINO, pooled for MAE and I-JEPA).",
+    "clearly above the same backbone at random initialisation (see Inspect > Scores).",
+    "at or below the random-init baseline.", "train longer; check the collapse panels."))
+IJEPA_TARGET_STD = declare(Metric(
+    "ijepa/target_std", "Target std", "", EMBEDDING, r"\mathrm{std}_{b}(\bar s)",
+    "Spread of the target features across images.", "steady.", "falling towards 0: latent collapse.",
+    short="t_std"))
+IJEPA_PRED_STD = declare(Metric(
+    "ijepa/pred_std", "Predictor std", "", EMBEDDING, r"\mathrm{std}_{b}(\hat s)",
+    "Spread of the predictor outputs across images.", "follows the target std.", "falling towards 0."))
+IJEPA_PRED_COSINE_PROBE = declare(Metric(
+    "ijepa/pred_cosine_probe", "Prediction cosine (probe batch)", "", EMBEDDING,
+    r"\frac{1}{|T|}\sum_{i\in T} \cos(\hat s_i, s_i)",
+    "Mean cosine similarity of predicted to target features over the probe images' target patches.",
+    "rising while target std and RankMe hold.",
+    "near 1 together with falling RankMe: the targets collapsed, prediction is trivial."))
+
+# --- tokens -----------------------------------------------------------------------------------
+TOKENS_REGISTER_ATTN_SHARE = declare(Metric(
+    "tokens/register_attn_share", "Register attention share", "", TOKENS,
+    r"\frac{1}{HL}\sum_{h,q} \sum_{r \in \mathrm{reg}} a^{(h)}_{q\to r}",
+    "Share of the last-layer attention, averaged over heads and all query tokens, that goes to "
+    "register tokens (model.reg_tokens), on the probe batch.",
+    "some share: registers absorb global information so patch maps stay clean.",
+    try_="model.reg_tokens=4 when attention maps show stray bright patches."))
+TOKENS_HIGH_NORM_FRAC = declare(Metric(
+    "tokens/high_norm_frac", "High-norm token fraction", "", TOKENS,
+    r"\Pr_i\big[\lVert x_i\rVert > 2\,\mathrm{median}_j\lVert x_j\rVert\big]",
+    "Fraction of patch tokens with outlier output norms: the artefacts of Darcet et al. 2024.",
+    "near 0.", "a few percent: the model stores global information in background patches.",
+    "add registers (model.reg_tokens)."))
+TOKENS_HIGH_NORM_FRAC_PROBE = declare(Metric(
+    "tokens/high_norm_frac_probe", "High-norm tokens (probe batch)", "", TOKENS,
+    r"\frac1{BN}\sum_{b,n} [\lVert z_{b,n}\rVert > 2\,\mathrm{median}_n \lVert z_{b,n}\rVert]",
+    "tokens/high_norm_frac on the fixed probe images, in eval mode.", "near 0.",
+    "a few percent: outlier tokens that registers (model.reg_tokens) absorb."))
+
+# --- schedules --------------------------------------------------------------------------------
+OPT_LR = declare(Metric(
+    "opt/lr", "Learning rate", "", SCHEDULES,
+    r"\eta_t = \eta_\min + \tfrac12(\eta - \eta_\min)(1 + \cos\pi t/T)",
+    "AdamW learning rate: linear warm-up to optim.lr, then cosine decay to optim.min_lr."))
+OPT_WD = declare(Metric(
+    "opt/wd", "Weight decay", "", SCHEDULES, r"\lambda_t: 0.04 \rightarrow 0.4 \text{ (cosine)}",
+    "AdamW weight decay, cosine-increased from optim.weight_decay to optim.weight_decay_end as in DINO."))
+EMA_MOMENTUM = declare(Metric(
+    "ema/momentum", "EMA momentum", "", SCHEDULES,
+    r"\theta_t \leftarrow \lambda\,\theta_t + (1-\lambda)\,\theta_s,\quad \lambda: 0.996 \rightarrow 1",
+    "Momentum of the teacher (DINO) or target encoder (I-JEPA), cosine-increased to 1 so the "
+    "teacher freezes at the end.",
+    try_="a lower start (0.99) lets the teacher follow faster on short runs."))
+DINO_TEACHER_TEMP = declare(Metric(
+    "dino/teacher_temp", "Teacher temperature", "", SCHEDULES, r"\tau_t",
+    "Sharpening of the teacher softmax; lower = sharper. Warms up from dino.warmup_teacher_temp.",
+    try_="the paper uses 0.04 -> 0.07; if the run collapses to one-hot, warm up from a higher value."))
+
+# --- speed -----------------------------------------------------------------------------------
+PERF_IMAGES_PER_S = declare(Metric(
+    "perf/images_per_s", "Throughput", "images/s", SPEED, r"\text{images} / \text{s}",
+    "Training images processed per second (all crops of an image count once).", short="img/s"))
+
+# The terminal progress bar's numbers, in this order when present.
+PROGRESS: tuple[str, ...] = (TRAIN_LOSS, DINO_TEACHER_ENTROPY, DINO_LOG_K, DINO_KL_TEACHER_STUDENT,
+                             MAE_PSNR_MASKED, IJEPA_TARGET_STD, COLLAPSE_RANKME, PERF_IMAGES_PER_S)
+
+
+def metric(name: str) -> Metric:
+    """The declaration of ``name``; an undeclared name (a run from elsewhere) gets a plain one."""
+    return METRICS.get(name) or Metric(name, name, "", Family("Other metrics", "metrics without a family"), "",
+                                       "A metric logged by the run (not described in the Guide).")
