@@ -12,7 +12,6 @@ continues the same run, curves included.
 from __future__ import annotations
 
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -29,34 +28,28 @@ from trainer.models.backbone import param_groups
 from trainer.progress import Progress
 from trainer.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
 from trainer.schedules import cosine_schedule
+from trainer.stopping import StopFlag, stop_signals
 from trainer.store import RunWriter, default_runs_dir
 
 KNN_BANK_MAX = 2000  # train images in the online k-NN memory bank (keeps evaluation ~seconds on CPU)
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGINT; the loop checkpoints and exits cleanly at the next step."""
-
-    def __init__(self) -> None:
-        self.reason = ""
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        self.reason = f"stopped by signal {signal.Signals(signum).name}"
 
 
 def new_run_id(cfg: Config) -> str:
     return cfg.run.name or f"{cfg.run.method}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: Config, progress: bool = False) -> Path:
-    """Train a new run from ``cfg`` (validated here); returns the run folder."""
+def train(cfg: Config, progress: bool = False, stop: StopFlag | None = None) -> Path:
+    """Train a new run from ``cfg`` (validated here); returns the run folder. ``stop``: a flag
+    shared with a launcher (a signal already caught stops this run after its first step)."""
     cfg = cfg.validate()
     rt = setup_runtime(cfg.run.device)
-    data = _datasets(cfg)  # bad data fails here, before a run folder exists
-    root = Path(cfg.run.runs_dir) if cfg.run.runs_dir else default_runs_dir()
-    run_id = new_run_id(cfg)
-    writer = RunWriter.create(root, run_id, cfg.to_dict(), cfg.run.method, cfg.run.group) if rt.is_main else None
-    return _run(cfg, rt, writer, root / run_id, data, resume_from=None, progress=progress)
+    # from here on a signal is never lost: a run folder, once created, always ends marked
+    with stop_signals(stop or StopFlag(), rt.is_main) as flag:
+        data = _datasets(cfg)  # bad data fails here, before a run folder exists
+        root = Path(cfg.run.runs_dir) if cfg.run.runs_dir else default_runs_dir()
+        run_id = new_run_id(cfg)
+        writer = RunWriter.create(root, run_id, cfg.to_dict(), cfg.run.method, cfg.run.group) if rt.is_main else None
+        return _run(cfg, rt, writer, root / run_id, data, None, progress, flag)
 
 
 def resume(run_dir: Path | str, progress: bool = False) -> Path:
@@ -68,12 +61,13 @@ def resume(run_dir: Path | str, progress: bool = False) -> Path:
     cfg = run_config(run_dir)
     ck = pick_checkpoint(run_dir)
     rt = setup_runtime(cfg.run.device)
-    data = _datasets(cfg)
-    writer = RunWriter.reopen(run_dir) if rt.is_main else None
-    if writer is not None:
-        writer.truncate_after(ck.step)
-        writer.log_event(ck.step, "info", f"resumed from step {ck.step}")
-    return _run(cfg, rt, writer, run_dir, data, resume_from=ck, progress=progress)
+    with stop_signals(StopFlag(), rt.is_main) as flag:
+        data = _datasets(cfg)
+        writer = RunWriter.reopen(run_dir) if rt.is_main else None
+        if writer is not None:
+            writer.truncate_after(ck.step)
+            writer.log_event(ck.step, "info", f"resumed from step {ck.step}")
+        return _run(cfg, rt, writer, run_dir, data, ck, progress, flag)
 
 
 def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
@@ -81,7 +75,7 @@ def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
 
 
 def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
-         data: tuple[ImageDataset, ImageDataset], resume_from, progress: bool) -> Path:
+         data: tuple[ImageDataset, ImageDataset], resume_from, progress: bool, stop: StopFlag) -> Path:
     o, r = cfg.optim, cfg.run
     seed_everything(r.seed)  # same init on every rank; data and masks are seeded per rank
     method: Method = build_method(cfg).to(rt.device)
@@ -119,8 +113,6 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
             save_training_state(writer, step, method, opt, keep=r.keep_ckpts)
             writer.set_progress(step)
 
-    stop = _StopFlag()
-    old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if rt.is_main else {}
     bar = Progress(o.steps, start, enabled=progress and rt.is_main)
     if start == 0:
         evaluate(0)  # the random-initialisation reference for every curve
@@ -185,8 +177,6 @@ def _run(cfg: Config, rt: Runtime, writer: RunWriter | None, run_dir: Path,
         raise
     finally:
         bar.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
         if writer is not None:
             writer.close()
         teardown_runtime()
