@@ -17,6 +17,15 @@ TABS = {"Embeddings": inspect_tabs.embeddings, "Attention": inspect_tabs.attenti
         "Attribution": inspect_tabs.attribution, "Scores": inspect_tabs.scores}
 
 
+def default_run(runs: list[dict]) -> str:
+    """The run Inspect opens on: one picked on another page, else the newest finished run,
+    else the newest run with a checkpoint (``runs`` newest first, each with a checkpoint)."""
+    ids = [r["run_id"] for r in runs]
+    picked = session.remembered_selection(ids, fallback=0)
+    finished = [r["run_id"] for r in runs if r.get("status") == "finished"]
+    return (picked or finished or ids)[0]
+
+
 def _pick_run(root: Path) -> tuple[str, int | None] | None:
     runs = [r for r in (loaders.runs(str(root)) if root.is_dir() else []) if list_checkpoints(r["dir"])]
     if not runs:
@@ -24,9 +33,10 @@ def _pick_run(root: Path) -> tuple[str, int | None] | None:
                 "Or analyse a weights file.")
         return None
     ids = [r["run_id"] for r in runs]
-    default = session.remembered_selection(ids)
     c1, c2 = st.columns([2, 3])
-    run_id = c1.selectbox("Run", ids, index=ids.index(default[0]) if default else 0, key="insp_run")
+    run_id = c1.selectbox("Run", ids, index=ids.index(default_run(runs)), key="insp_run",
+                          format_func=lambda r: f"{r} ({next(x for x in runs if x['run_id'] == r).get('status')})",
+                          on_change=lambda: session.choose(st.session_state["insp_run"]))
     steps = [c.step for c in list_checkpoints(root / run_id)]
     if not steps:  # deleted or pruned since the list was read
         st.warning(f"Run '{run_id}' has no checkpoint any more (deleted or moved); pick another run.")

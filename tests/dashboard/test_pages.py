@@ -90,6 +90,39 @@ def test_welcome_page_offers_the_demo(tmp_path, monkeypatch):
     at = page_app("first_start", tmp_path / "empty", monkeypatch).run()
     no_exception(at)
     assert at.button(key="welcome_demo").label == "Start the demo"
+    text = at.markdown[1].value
+    assert "first curves appear about 13 s after the click" in text and "2 min 30 s" in text
+
+
+def test_welcome_page_says_how_far_the_demo_has_got(tmp_path, monkeypatch):
+    from trainer.config import Config
+    from trainer.launcher import Plan
+    from trainer.stopping import StopFlag
+    from trainer.store import RunWriter
+
+    cfgs = [Config().with_overrides([f"run.runs_dir={tmp_path}", f"run.name=r{i}", "optim.steps=150"])
+            for i in range(3)]
+    plan = Plan(cfgs, "demo-t", "demo", 2)  # this process plays the launcher, so the plan is alive
+    plan.write()
+    w = RunWriter.create(tmp_path, "r0", {"optim": {"steps": 150}}, "dino")
+    w.log_scalars(60, 0.5, {"train/loss": 2.0})
+    at = page_app("first_start", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert at.info[0].value.startswith("**The demo** is running: 1 of 3 runs training (step 60 of 150 on average), "
+                                       "2 waiting; started ")
+    df = at.dataframe[0].value
+    assert df[["run", "status", "step"]].values.tolist() == [["r0", "running", 60], ["r1", "waiting", 0],
+                                                            ["r2", "waiting", 0]]
+    assert at.button(key="welcome_stop").label == "Stop the demo"
+    w.set_status("stopped", "stopped by signal SIGTERM")
+    flag = StopFlag()
+    flag.reason = "stopped by signal SIGTERM"
+    plan.end(flag, cfgs[1:])
+    at = page_app("first_start", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert at.dataframe[0].value["status"].tolist() == ["stopped", "not started", "not started"]
+    assert not [b for b in at.button if b.key == "welcome_stop"]
+    assert any("1 stopped, 2 not started; ended after" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("page", ["runs", "live", "compare"])
@@ -146,6 +179,33 @@ def _inspect(root, monkeypatch, run: str, tab: str) -> AppTest:
     at.session_state["selected_runs"] = [run]
     at.session_state["tab"] = tab
     return at.run()
+
+
+def test_inspect_opens_on_the_newest_finished_run_at_its_last_checkpoint(real_store, tmp_path, monkeypatch):
+    import json
+
+    root = tmp_path / "runs"
+    for name, status, started in [("older", "finished", 1.0), ("done", "finished", 2.0), ("halted", "stopped", 3.0)]:
+        shutil.copytree(real_store / "dino", root / name)
+        info = json.loads((root / name / "run.json").read_text())
+        info.update(run_id=name, status=status, started=started)
+        (root / name / "run.json").write_text(json.dumps(info))
+    at = page_app("inspect", root, monkeypatch, timeout=300)
+    at.session_state["tab"] = "Scores"
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="insp_run").value == "done"  # not 'halted', the newest with a checkpoint
+    steps = sorted(int(p.stem.split("_")[1]) for p in (root / "done" / "checkpoints").glob("step_*.json"))
+    assert at.select_slider(key="insp_step_done").value == steps[-1] and len(steps) > 1
+    # a run chosen here is the one the other pages open on, first
+    at.session_state["selected_runs"] = ["older"]
+    at.selectbox(key="insp_run").set_value("halted").run()
+    assert at.session_state["selected_runs"] == ["halted", "older"]
+    assert at.query_params["run"] == "halted"
+    # and the link it leaves (?run=halted) opens the same run on another page, in a new session
+    live = page_app("live", root, monkeypatch)
+    live.query_params["run"] = "halted"
+    assert live.run().multiselect(key="live_runs").value == ["halted"]
 
 
 def test_inspect_embeddings_tab_draws_the_umap_coloured_by_class(real_store, monkeypatch):
