@@ -63,6 +63,19 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return (loss * mask).sum() / mask.sum()
 
 
+def pixels_from_pred(pred: torch.Tensor, imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
+    """A prediction (B, L, p*p*3) in normalised-image units. Under ``norm_pix_loss`` the decoder
+    predicts per-patch normalised pixels; they are mapped back with the true patch's mean and
+    variance, as the MAE demo does for its pictures."""
+    pred = pred.detach().float()
+    if not norm_pix_loss:
+        return pred
+    target = patchify(imgs.float(), p)
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    return pred * (var + 1.0e-6) ** 0.5 + mean
+
+
 def to_unit_pixels(patches: torch.Tensor, c: int = 3) -> torch.Tensor:
     """Patches (..., p*p*c) of normalised images -> the same in [0, 1] pixel units, clamped."""
     mean = torch.tensor(MEAN, dtype=patches.dtype, device=patches.device)
@@ -138,16 +151,18 @@ class MAE(Method):
         return loss, pred, mask, latent
 
     def pixels_from_pred(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
-        """Prediction in normalised-image units (B, L, p*p*3). With ``norm_pix_loss`` the
-        decoder predicts per-patch normalised pixels; they are mapped back with the true
-        patch's mean and variance, as the MAE demo does for its pictures."""
-        pred = pred.detach().float()
-        if not self.cfg.mae.norm_pix_loss:
-            return pred
-        target = patchify(imgs.float(), self.patch_size)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        return pred * (var + 1.0e-6) ** 0.5 + mean
+        """Prediction in normalised-image units (B, L, p*p*3); see :func:`pixels_from_pred`."""
+        return pixels_from_pred(pred, imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
+
+    @property
+    def mask_ratio(self) -> float:
+        """The trained mask ratio (what reconstructions use by default)."""
+        return self.cfg.mae.mask_ratio
+
+    @property
+    def image_size(self) -> int:
+        """The image side the decoder's fixed positions fit."""
+        return self.cfg.data.image_size
 
     @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
