@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard import launch  # noqa: E402
-from trainer.launcher import read_plans  # noqa: E402
+from trainer.launcher import read_plans, usable_cores  # noqa: E402
 from trainer.store import list_runs, read_scalars  # noqa: E402
 
 TARGETS = {"first curve point": 20.0, "four arms in Compare": 60.0, "whole demo": 180.0}
@@ -78,7 +78,7 @@ def main() -> int:
     p.add_argument("--runs-dir", help="where the demo writes (default: a temporary folder, removed after)")
     p.add_argument("--in-turn", action="store_true", help="also time the demo with --parallel 1, as the peer")
     args = p.parse_args()
-    print(f"{os.cpu_count()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{usable_cores()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     variants = [("side by side (default)", [])] + ([("one after another", ["--parallel", "1"])] if args.in_turn else [])
     results = {}
     for label, extra in variants:
@@ -90,8 +90,8 @@ def main() -> int:
         for k, v in marks.items():
             target = TARGETS.get(k)
             print(f"  {k:22s} {v:6.1f} s" + (f"  ({v / target:.2f} x the {target:.0f} s target)" if target else ""))
-        print(f"  CPU time of the demo    {cpu:6.1f} s: on {os.cpu_count()} idle cores it needs at least "
-              f"{cpu / (os.cpu_count() or 1):.1f} s")
+        print(f"  CPU time of the demo    {cpu:6.1f} s: on {usable_cores()} idle cores it needs at least "
+              f"{cpu / usable_cores():.1f} s")
         if not args.runs_dir:
             shutil.rmtree(tmp, ignore_errors=True)
     if len(results) == 2:

@@ -19,21 +19,27 @@ _WHAT = """
   attributions and k-NN scores of any checkpoint;
 - **Guide**: every metric with its formula and what to try when a run collapses.
 """
-# Measured by benchmarks/demo_timing.py (the demo started as this page starts it), on an idle
-# 2-core machine; README.md quotes the same figures.
+# Measured by benchmarks/demo_timing.py (the demo started as this page starts it) on 2 cores;
+# README.md states the same sentence (a test compares them).
 DEMO_TIMES = {"first curves": 13, "all four arms": 15, "whole demo": 150}
 REFRESH_S = 2.0
 
 
-def _demo_text(root: Path) -> str:
+def demo_times_sentence() -> str:
+    """The measured demo times, as the README says them too."""
     t = DEMO_TIMES
-    return (f"Seven short runs (150 steps each) on the procedural `shapes` data (32 px, CPU-sized ViT): first the "
-            f"four arms of DINO's centering x sharpening grid side by side, then DINO, MAE and I-JEPA at their "
-            f"defaults. On an idle 2-core machine the first curves appear about {t['first curves']} s after the "
-            f"click, all four arms are on Compare after about {t['all four arms']} s, and the whole demo ends "
-            f"after about {t['whole demo'] // 60} min {t['whole demo'] % 60:02d} s; other work on the machine "
-            f"stretches all of it, and the panel below says how far it has got. The runs are written to "
-            f"`{root}`. Same as `python -m trainer demo --runs-dir {root}` in a terminal.")
+    whole = f"{t['whole demo'] // 60} min {t['whole demo'] % 60:02d} s"
+    return (f"On an idle 2-core machine the first curves appear about {t['first curves']} s after the click, all "
+            f"four arms are on Compare after about {t['all four arms']} s, and the whole demo ends after about "
+            f"{whole}.")
+
+
+def _demo_text(root: Path) -> str:
+    return ("Seven short runs (150 steps each) on the procedural `shapes` data (32 px, CPU-sized ViT): first the "
+            "four arms of DINO's centering x sharpening grid side by side, then DINO, MAE and I-JEPA at their "
+            f"defaults. {demo_times_sentence()} Other work on the machine stretches all of it; the panel below "
+            f"then says how far it has got. The runs are written to `{root}`. Same as "
+            f"`python -m trainer demo --runs-dir {root}` in a terminal.")
 
 
 def launch_panel(root: Path) -> None:

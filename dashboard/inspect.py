@@ -61,6 +61,18 @@ def _pick_file(root: Path) -> tuple[str, int | None] | None:
     return str(Path(path.strip()).expanduser()), None
 
 
+def _with_heads(target: str, step: int | None, src):
+    """A file whose head count cannot be known: say so, and let the user set it."""
+    if src.heads is None or src.heads.known:
+        return src
+    st.warning(f"Attention heads: {src.heads.source}. Every attention map and feature depends on it.",
+               icon=":material/warning:")
+    heads = st.number_input("Attention heads", min_value=1, max_value=src.vit.embed_dim, value=src.heads.heads,
+                            key="insp_heads", help=f"Must divide the width, {src.vit.embed_dim}. Most ViTs have "
+                                                   "heads 64 wide (ViT-S/B/L), I-JEPA's ViT-g/16 88 wide.")
+    return src if heads == src.heads.heads else models.source(target, step, int(heads))
+
+
 def render() -> None:
     root = session.runs_dir()
     st.title("Inspect")
@@ -73,13 +85,16 @@ def render() -> None:
         return
     target, step = picked
     try:
-        src = models.source(target, step)
+        src = _with_heads(target, step, models.source(target, step))
     except models.InspectError as e:
         st.error(str(e))
         return
+    heads = f"{src.heads.heads} heads ({src.heads.source})" if src.heads and step is None else ""
     st.caption(f"**{src.name}** · {src.method or src.layout} · width {src.vit.embed_dim}, "
                f"{len(src.vit.blocks)} blocks, patch {src.vit.patch_embed.patch_size[0]} · analysed on "
-               f"`{src.data.name}` at {src.data.image_size} px")
+               f"`{src.data.name}` at {src.data.image_size} px" + (f" · {heads}" if heads else ""))
+    for note in src.notes:
+        st.caption(note)
     tabs = st.tabs(list(TABS), key="tab", on_change="rerun", bind="query-params")  # ?tab=Attention opens it
     for tab, view in zip(tabs, TABS.values()):
         if not tab.open:

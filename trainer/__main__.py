@@ -128,7 +128,9 @@ def ablation_configs(base: Config, study: str, group: str) -> list[Config]:
 
 def demo_parallel() -> int:
     """Demo runs trained at once: the grid's four arms, or all seven on a machine with the cores."""
-    return max(DEMO_WAVE, min(7, os.cpu_count() or 2))
+    from trainer.launcher import usable_cores
+
+    return max(DEMO_WAVE, min(7, usable_cores()))
 
 
 def demo_configs(steps: int, runs_dir: str | None, sets: list[str] = (), stamp: str = "") -> list[Config]:

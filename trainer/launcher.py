@@ -32,9 +32,17 @@ LAUNCH_DIR = ".launches"  # beside the runs; no run.json inside, so it is never 
 POLL_S = 0.2  # how often the launcher looks at its children
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (``taskset`` and container CPU sets count, unlike cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def threads_per_run(parallel: int) -> int:
     """Intra-op threads of each of ``parallel`` runs sharing this machine's cores."""
-    return max(1, (os.cpu_count() or 2) // max(parallel, 1))
+    return max(1, usable_cores() // max(parallel, 1))
 
 
 def train_argv(cfg: Config) -> list[str]:

@@ -90,8 +90,12 @@ def test_welcome_page_offers_the_demo(tmp_path, monkeypatch):
     at = page_app("first_start", tmp_path / "empty", monkeypatch).run()
     no_exception(at)
     assert at.button(key="welcome_demo").label == "Start the demo"
-    text = at.markdown[1].value
-    assert "first curves appear about 13 s after the click" in text and "2 min 30 s" in text
+    from dashboard.first_start import demo_times_sentence
+
+    assert demo_times_sentence() in at.markdown[1].value
+    # the README states the same measured times (benchmarks/demo_timing.py)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert demo_times_sentence() in readme
 
 
 def test_welcome_page_says_how_far_the_demo_has_got(tmp_path, monkeypatch):
@@ -263,6 +267,60 @@ def test_inspect_unreadable_upload_and_missing_weights_file(real_store, tmp_path
     at.text_input(key="insp_path").set_value(str(junk)).run()
     no_exception(at)
     assert at.error and "junk.pth" in at.error[0].value
+
+
+def test_inspect_warns_when_a_files_head_count_is_a_guess_and_takes_the_users(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=80, depth=1, num_heads=5, num_classes=0)
+    save_file(vit.state_dict(), tmp_path / "mine.safetensors")
+    at = page_app("inspect", tmp_path, monkeypatch, timeout=300)
+    at.session_state["insp_mode"] = "a weights file"
+    at.session_state["insp_path"] = str(tmp_path / "mine.safetensors")
+    at.session_state["tab"] = "Attention"
+    at.run()
+    no_exception(at)
+    assert "a guess: width 80 is no official ViT size" in at.warning[0].value
+    assert at.number_input(key="insp_heads").value == 1
+    at.number_input(key="insp_heads").set_value(5).run()
+    no_exception(at)
+    assert "5 heads (your setting)" in at.caption[1].value
+    titles = [a["text"] for a in plotly_specs(at)["attention_grid"]["layout"]["annotations"]]
+    assert titles[-1] == "head 4"  # five heads drawn
+    # an official size needs no box
+    big = VisionTransformer(img_size=32, patch_size=16, embed_dim=384, depth=1, num_heads=6, num_classes=0)
+    save_file(big.state_dict(), tmp_path / "s16.safetensors")
+    at.text_input(key="insp_path").set_value(str(tmp_path / "s16.safetensors")).run()
+    no_exception(at)
+    assert not at.warning and not [n for n in at.number_input if n.key == "insp_heads"]
+    assert "6 heads (the official size of width 384" in at.caption[1].value
+
+
+def test_inspect_reconstructs_with_an_official_mae_files_decoder(tmp_path, monkeypatch):
+    import argparse
+
+    import torch
+
+    from tests.analysis.test_mae_file import MaskedAutoencoderViT
+
+    torch.manual_seed(0)
+    path = tmp_path / "mae_visualize_vit_tiny.pth"
+    torch.save({"model": MaskedAutoencoderViT().state_dict(), "args": argparse.Namespace(mask_ratio=0.75)}, path)
+    at = page_app("inspect", tmp_path, monkeypatch, timeout=300)
+    at.session_state["insp_mode"] = "a weights file"
+    at.session_state["insp_path"] = str(path)
+    at.session_state["tab"] = "Reconstructions"
+    at.run()
+    no_exception(at)
+    assert not at.error and "reconstructions" in plotly_specs(at)
+    assert at.slider(key="rec_ratio").value == 0.75
+    assert any("MAE decoder: width 64, 2 blocks, 16 heads" in c.value for c in at.caption)
+    at.slider(key="rec_ratio").set_value(0.5).run()
+    no_exception(at)
+    assert "reconstructions" in plotly_specs(at)
 
 
 def test_unreadable_picture_upload_is_refused():
