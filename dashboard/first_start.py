@@ -19,9 +19,12 @@ _WHAT = """
   attributions and k-NN scores of any checkpoint;
 - **Guide**: every metric with its formula and what to try when a run collapses.
 """
-# Measured by benchmarks/demo_timing.py (the demo started as this page starts it) on 2 cores;
-# README.md states the same sentence (a test compares them).
-DEMO_TIMES = {"first curves": 13, "all four arms": 15, "whole demo": 150}
+# Seconds from the click on an idle 2-core machine. Estimated from each run's cost measured alone
+# with one thread (DINO 150 steps ~41 s, MAE ~20 s, I-JEPA ~25 s, of which ~5 s start-up): the
+# shared machine was never idle while the demo was reworked; under a load of 4-6 from other work
+# benchmarks/demo_timing.py measured 54 s, 56 s and 571 s. Re-measure there when idle and update
+# these; README.md states the same sentence (a test compares them).
+DEMO_TIMES = {"first curves": 15, "all four arms": 16, "whole demo": 140}
 REFRESH_S = 2.0
 
 

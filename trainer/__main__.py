@@ -35,8 +35,9 @@ ABLATIONS = {
 # The demo, shaped so that its curves come early and it ends within 3 minutes on 2 cores: the four
 # arms of the grid first and together (one core each), then the three methods' defaults; a loss
 # row every 5 steps. 150 steps: the arms' teacher entropies have settled by step 100 (both 0.86
-# ln K, centering only 1.0, sharpening only 0.0) and the 7 runs cost ~260 CPU seconds, where 200
-# steps cost ~330 and could not end in 3 minutes on 2 cores. See benchmarks/demo_timing.py.
+# ln K, centering only 1.0, sharpening only 0.0) and the 7 runs cost ~250 CPU seconds (each
+# measured alone, one thread), where 200 steps cost ~320: too close to 3 minutes on 2 cores once
+# the last runs leave a core idle. See benchmarks/demo_timing.py.
 DEMO_STEPS = 150
 DEMO_WAVE = 4  # runs side by side on a small machine: the grid's arms, one core each on 2 cores
 
