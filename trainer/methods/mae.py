@@ -69,6 +69,19 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return (loss * mask).sum() / mask.sum()
 
 
+def pixels_from_pred(pred: torch.Tensor, imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
+    """A prediction (B, L, p*p*3) in normalised-image units. Under ``norm_pix_loss`` the decoder
+    predicts per-patch normalised pixels; they are mapped back with the true patch's mean and
+    variance, as the MAE demo does for its pictures."""
+    pred = pred.detach().float()
+    if not norm_pix_loss:
+        return pred
+    target = patchify(imgs.float(), p)
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    return pred * (var + 1.0e-6) ** 0.5 + mean
+
+
 def to_unit_pixels(patches: torch.Tensor, c: int = 3) -> torch.Tensor:
     """Patches (..., p*p*c) of normalised images -> the same in [0, 1] pixel units, clamped."""
     mean = torch.tensor(MEAN, dtype=patches.dtype, device=patches.device)
@@ -94,6 +107,23 @@ class Pictures:
     masked: torch.Tensor  # (B, 3, H, W) input with the removed patches at 0 (the dataset mean colour)
     reconstruction: torch.Tensor  # (B, 3, H, W) the decoder's prediction everywhere
     pasted: torch.Tensor  # (B, 3, H, W) prediction at removed patches, original at visible ones
+
+
+@torch.no_grad()
+def mae_pictures(vit: nn.Module, decoder: nn.Module, images: torch.Tensor, g: torch.Generator, mask_ratio: float,
+                 p: int, norm_pix_loss: bool) -> Pictures:
+    """The pictures of an MAE (encoder ``vit`` + ``decoder``, patch ``p``) on normalised images
+    (B, 3, H, W), masks drawn from ``g`` exactly as training draws them: SSLScope's MAE and an
+    official MAE file with its decoder (``analysis.mae_file``) share this one path."""
+    b, n = images.shape[0], (images.shape[-2] // p) * (images.shape[-1] // p)
+    ids_keep, ids_restore, mask = random_masking(b, n, mask_ratio, g, images.device)
+    with eval_mode(vit), eval_mode(decoder):
+        pred = decoder(forward_masked(vit, images, ids_keep), ids_restore)  # (B, L, p*p*3)
+    pix = pixels_from_pred(pred, images, p, norm_pix_loss)  # (B, L, p*p*3), normalised-image units
+    mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
+    recon = unpatchify(pix, p)
+    masked = images * (1 - mask_px)
+    return Pictures(pix, mask, masked, recon, masked + recon * mask_px)
 
 
 class MAE(Method):
@@ -165,29 +195,25 @@ class MAE(Method):
         return loss, pred, mask, pre
 
     def pixels_from_pred(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
-        """Prediction in normalised-image units (B, L, p*p*3). With ``norm_pix_loss`` the
-        decoder predicts per-patch normalised pixels; they are mapped back with the true
-        patch's mean and variance, as the MAE demo does for its pictures."""
-        pred = pred.detach().float()
-        if not self.cfg.mae.norm_pix_loss:
-            return pred
-        target = patchify(imgs.float(), self.patch_size)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        return pred * (var + 1.0e-6) ** 0.5 + mean
+        """Prediction in normalised-image units (B, L, p*p*3); see :func:`pixels_from_pred`."""
+        return pixels_from_pred(pred, imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
+
+    @property
+    def mask_ratio(self) -> float:
+        """The trained mask ratio (what reconstructions use by default)."""
+        return self.cfg.mae.mask_ratio
+
+    @property
+    def image_size(self) -> int:
+        """The image side the decoder's fixed positions fit."""
+        return self.cfg.data.image_size
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None) -> Pictures:
         """The MAE paper's pictures of normalised images (B, 3, H, W), masks drawn from ``g``
         (eval mode inside; the probe and ``analysis.reconstruction`` both draw these)."""
-        p = self.patch_size
-        with eval_mode(self):
-            _, pred, mask, _ = self.forward_parts(images, g, mask_ratio)
-        pix = self.pixels_from_pred(pred, images)  # (B, L, p*p*3)
-        mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
-        recon = unpatchify(pix, p)
-        masked = images * (1 - mask_px)
-        return Pictures(pix, mask, masked, recon, masked + recon * mask_px)
+        return mae_pictures(self.encoder(), self.decoder, images, g, self.mask_ratio if mask_ratio is None
+                            else mask_ratio, self.patch_size, self.cfg.mae.norm_pix_loss)
 
     @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:
