@@ -88,3 +88,25 @@ def test_official_dino_loop_watched_with_probe_and_checkpoint(tmp_path):
 def test_examples_say_how_to_run_them(name):
     text = Path(EXAMPLES / f"{name}.py").read_text()
     assert f"python examples/{name}.py" in text and "# + sslscope" in text
+
+
+@pytest.mark.slow  # the Inspect page imports its analysis stack
+def test_inspect_and_resume_say_a_watched_run_has_no_model_to_load(tmp_path, monkeypatch):
+    from trainer.loading import run_config
+    from trainer.store import StoreError
+
+    run = _example("official_dino").main(["--runs-dir", str(tmp_path), "--epochs", "1", "--iters", "2"])
+    with pytest.raises(StoreError, match="not trained by SSLScope's trainer"):
+        run_config(run)
+    at = page_app("inspect", tmp_path, monkeypatch)
+    at.session_state["selected_runs"] = ["official-dino"]
+    at.run()
+    no_exception(at)
+    assert any("not trained by SSLScope's trainer" in e.value for e in at.error)
+
+
+def test_guide_has_a_watch_your_own_training_section(tmp_path, monkeypatch):
+    at = page_app("guide", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert "watch-your-own-training" in {h.proto.anchor for h in at.header}
+    assert any("from sslscope.monitor import Monitor" in m.value for m in at.markdown)
