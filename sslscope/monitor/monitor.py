@@ -25,6 +25,7 @@ once on stderr and stops logging.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import math
 import os
@@ -62,6 +63,18 @@ def process_rank() -> int:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return 0
+
+
+@contextlib.contextmanager
+def _exact():
+    """No autograd and full precision for the statistics, whether or not the caller runs under
+    autocast (a bf16 matmul would round the cosines and the KL)."""
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        if torch.cuda.is_available():
+            with torch.autocast("cuda", enabled=False):
+                yield
+        else:
+            yield
 
 
 def flat_config(config: Any) -> dict[str, Any]:
@@ -137,6 +150,7 @@ class Monitor:
         self.rank = process_rank() if rank is None else rank
         self.writer: RunWriter | None = None
         self._cut_from_first: bool = False
+        self._pid = os.getpid()  # a forked child that exits must not close the parent's run
         if self.rank != 0:
             return  # other ranks: every call is a no-op
         root = check_runs_root(Path(runs_dir) if runs_dir is not None else default_runs_dir())
@@ -163,7 +177,7 @@ class Monitor:
         return self.writer is not None and step % self.every == 0
 
     # --- statistics -----------------------------------------------------------------------
-    @torch.no_grad()
+    @_exact()
     def dino(self, step: int, teacher_logits: Tensors, student_logits: Tensors, *, loss: Any = None,
              epoch: int | None = None, teacher_temp: float | None = None, student_temp: float | None = None,
              center: torch.Tensor | None = None, centering: str | None = None, center_momentum: float | None = None,
@@ -213,7 +227,7 @@ class Monitor:
             c = updated_center(c, torch.cat(t).float(), center_momentum, distributed=False)
         self._log(step, dino_stats(ce, tau_t, c, probs, s, tau_s))
 
-    @torch.no_grad()
+    @_exact()
     def embeddings(self, step: int, z: torch.Tensor) -> None:
         """``collapse/std_l2``, ``collapse/rankme``, ``collapse/mean_cosine`` of image
         embeddings ``z`` (N, D), e.g. the teacher's [CLS] of one global view."""
@@ -223,7 +237,7 @@ class Monitor:
             raise ValueError(f"embeddings must be (N, D) with N >= 2, got shape {tuple(z.shape)}")
         self._log(step, collapse_stats(z.detach()))
 
-    @torch.no_grad()
+    @_exact()
     def tokens(self, step: int, patch_tokens: torch.Tensor, attn: torch.Tensor | None = None,
                num_registers: int = 0) -> None:
         """``tokens/high_norm_frac`` of patch tokens (B, N, D) (norm above twice the image's
@@ -245,7 +259,7 @@ class Monitor:
             stats[M.TOKENS_REGISTER_ATTN_SHARE] = register_attn_share(attn.detach().float(), 1 + num_registers)
         return stats
 
-    @torch.no_grad()
+    @_exact()
     def vit_tokens(self, step: int, tokens: torch.Tensor, num_registers: int = 0,
                    attn: torch.Tensor | None = None) -> None:
         """A ViT's final tokens (B, 1 + R + N, D), laid out [CLS], ``num_registers`` R, patches
@@ -259,7 +273,7 @@ class Monitor:
         stats.update(self._token_stats(tokens[:, 1 + num_registers:], attn, num_registers))
         self._log(step, stats)
 
-    @torch.no_grad()
+    @_exact()
     def mae(self, step: int, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
             images: torch.Tensor | None = None, norm_pix_loss: bool = False) -> None:
         """``mae/loss`` (MSE on the removed patches) and ``mae/psnr_masked`` of MAE's prediction
@@ -281,7 +295,7 @@ class Monitor:
             stats[M.MAE_PSNR_MASKED] = psnr_masked(pixels, images.detach(), mask, p)
         self._log(step, stats)
 
-    @torch.no_grad()
+    @_exact()
     def jepa(self, step: int, pred: torch.Tensor, target: torch.Tensor, loss: str = "smooth_l1") -> None:
         """``ijepa/loss`` (``loss``: "smooth_l1" as the official code, or "l2"),
         ``ijepa/target_std`` and ``ijepa/pred_std`` of predicted and target features (..., D)."""
@@ -330,7 +344,7 @@ class Monitor:
             layout.append(ProbeEntry("embeddings", "embedding", ("D",), "embeddings"))
             arrays["embeddings"] = embeddings.detach().float().cpu().numpy()
         check_probe(tuple(layout), arrays)  # one clear line when shapes disagree
-        self._write(lambda w: w.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(tuple(layout))}))
+        self._write(lambda w: w.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(tuple(layout))}), step)
 
     def checkpoint(self, step: int, state_dict: Mapping[str, Any], *, prefix: str = "") -> None:
         """Save the tensors of ``state_dict`` as a safetensors checkpoint of the run (any other
@@ -339,7 +353,7 @@ class Monitor:
             return
         tensors = {k: v.detach().cpu().clone() for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
         meta = {"encoder_prefix": prefix, "source": "sslscope.monitor"}
-        self._write(lambda w: (w.save_checkpoint(step, tensors, meta), w.set_progress(step)))
+        self._write(lambda w: (w.save_checkpoint(step, tensors, meta), w.set_progress(step)), step)
 
     # --- the end --------------------------------------------------------------------------
     def close(self, status: str = "finished", reason: str = "") -> None:
@@ -367,7 +381,8 @@ class Monitor:
             self.close("failed", f"{kind.__name__}: {exc}"[:500])
 
     def _at_exit(self) -> None:
-        self.close("stopped", "the process ended without Monitor.close()")
+        if os.getpid() == self._pid:
+            self.close("stopped", "the process ended without Monitor.close()")
 
     # --- writing --------------------------------------------------------------------------
     def _log(self, step: int, stats: Mapping[str, torch.Tensor | float]) -> None:
@@ -376,7 +391,8 @@ class Monitor:
         self._write(lambda w: w.log_scalars(step, epoch, values), step)
 
     def _write(self, fn, step: int | None = None) -> None:
-        """Run one store write; a store that fails is said once and logging stops."""
+        """Run one store write of ``step``; after a resume the first one cuts what the abandoned
+        timeline wrote from ``step`` on. A store that fails is said once and logging stops."""
         w = self.writer
         if w is None:
             return

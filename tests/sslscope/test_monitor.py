@@ -369,3 +369,34 @@ def test_flat_config_keeps_any_trainer_config_as_json():
                             nan=float("nan"))
     assert flat_config(ns) == {"lr": 0.1, "output_dir": "/x", "crops": [0.4, 1.0], "opt.name": "adamw",
                                "opt.betas": [0.9], "nan": "nan"}
+
+
+def test_statistics_are_full_precision_under_the_callers_autocast(tmp_path):
+    z = torch.randn(64, 32, generator=torch.Generator().manual_seed(3))
+    mon = Monitor(tmp_path, "amp", every=1)
+    mon.embeddings(1, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mon.embeddings(2, z)
+        rounded = float((z @ z.T).float().sum())  # what a bf16 matmul would have given
+    mon.close()
+    v = _logged(tmp_path / "amp")
+    assert rounded != float((z @ z.T).sum())  # autocast is on: the check below can fail
+    for name in ("collapse/mean_cosine", "collapse/std_l2", "collapse/rankme"):
+        assert v[(1, name)] == v[(2, name)], name
+
+
+def test_after_resume_a_probe_first_is_kept_and_the_old_tail_cut(tmp_path):
+    from trainer.store import list_probes
+
+    mon = Monitor(tmp_path, "rp", every=1)
+    for step in (1, 2, 3):
+        mon.scalars(step, {"train/loss": 1.0})
+        mon.probe(step, torch.zeros(1, 3, 4, 4))
+    mon.close()
+    mon = Monitor(tmp_path, "rp", every=1, resume=True)
+    mon.probe(2, torch.zeros(1, 3, 4, 4))
+    mon.scalars(2, {"train/loss": 5.0})
+    mon.close()
+    assert list_probes(tmp_path / "rp") == [1, 2]
+    cols, _ = read_scalars(tmp_path / "rp")
+    assert list(zip(cols["step"].tolist(), cols["value"].tolist())) == [(1, 1.0), (2, 5.0)]
