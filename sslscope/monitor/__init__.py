@@ -12,7 +12,8 @@ DINOv2 JSON-lines logs and TensorBoard event files into a run.
 """
 
 from sslscope.monitor.losses import loss_params
-from sslscope.monitor.monitor import Monitor, flat_config, process_rank
+from sslscope.monitor.monitor import Monitor
 from sslscope.monitor.names import our_name
+from sslscope.monitor.process import flat_config, process_rank
 
 __all__ = ["Monitor", "flat_config", "loss_params", "our_name", "process_rank"]

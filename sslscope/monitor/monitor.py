@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import math
 import os
 import sys
@@ -36,33 +35,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from core import metrics as M
 from core.collapse import collapse_stats, high_norm_frac, register_attn_share
 from core.dino_stats import CENTERINGS, dino_cross_entropy, dino_stats, teacher_distribution, updated_center
-from core.images import to_uint8_image
 from core.latent import JEPA_LOSSES, jepa_loss, jepa_stats
 from core.patches import masked_mse, patchify, psnr_masked, psnr_masked_patches, unnormalize_patches
-from core.probes import LAYOUT_KEY, ORIGINAL, ProbeEntry, check_probe, layout_array
+from core.probes import LAYOUT_KEY, layout_array
 from sslscope.monitor.losses import loss_params
 from sslscope.monitor.names import our_name
+from sslscope.monitor.probes import probe_arrays
+from sslscope.monitor.process import flat_config, process_rank
 from trainer.store import RunWriter, StoreError, check_runs_root, default_runs_dir
 
 Tensors = torch.Tensor | Sequence[torch.Tensor]
 CONFIG_SECTION = "external"  # run.json config section holding the watched trainer's own config
 MONITOR_SECTION = "monitor"  # run.json config section holding the monitor's settings
-
-
-def process_rank() -> int:
-    """This process's rank: ``torch.distributed``'s when a group runs, else torchrun's or
-    SLURM's environment (a monitor may be built before ``init_process_group``), else 0."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    for var in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
 
 
 @contextlib.contextmanager
@@ -75,35 +63,6 @@ def _exact():
                 yield
         else:
             yield
-
-
-def flat_config(config: Any) -> dict[str, Any]:
-    """A trainer's config (a mapping, ``argparse.Namespace``, dataclass or object with
-    ``__dict__``) as one flat JSON-safe mapping: nested keys joined by dots, values that JSON
-    cannot hold (paths, tensors, NaN) written as text."""
-    if config is None:
-        return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    elif not isinstance(config, Mapping):
-        config = vars(config)
-    out: dict[str, Any] = {}
-
-    def put(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                put(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, bool | int | str) or value is None:
-            out[prefix] = value
-        elif isinstance(value, float):
-            out[prefix] = value if math.isfinite(value) else str(value)
-        elif isinstance(value, list | tuple) and all(isinstance(v, bool | int | float | str) for v in value):
-            out[prefix] = [v if not isinstance(v, float) or math.isfinite(v) else str(v) for v in value]
-        else:
-            out[prefix] = str(value)
-
-    put("", config)
-    return out
 
 
 def _views(x: Tensors, n: int | None = None, batch: int | None = None) -> list[torch.Tensor]:
@@ -327,24 +286,8 @@ class Monitor:
         the images; ``mask`` (P, h, w) 1 = removed; ``embeddings`` (P, D). Saved whenever called."""
         if self.writer is None:
             return
-        arrays: dict[str, np.ndarray] = {"original": _uint8(images)}
-        layout = [ORIGINAL]
-        if attention is not None:
-            a = attention.detach().float().cpu().numpy()
-            layout.append(ProbeEntry("attn", "heatmap", ("heads", "h", "w") if a.ndim == 4 else ("h", "w"),
-                                     "[CLS] attention, mean of heads" if a.ndim == 4 else "[CLS] attention"))
-            arrays["attn"] = a
-        if reconstruction is not None:
-            layout.append(ProbeEntry("reconstruction", "image", ("H", "W", "3"), "reconstruction"))
-            arrays["reconstruction"] = _uint8(reconstruction)
-        if mask is not None:
-            layout.append(ProbeEntry("mask", "mask", ("h", "w"), "removed patches"))
-            arrays["mask"] = mask.detach().to(torch.uint8).cpu().numpy()
-        if embeddings is not None:
-            layout.append(ProbeEntry("embeddings", "embedding", ("D",), "embeddings"))
-            arrays["embeddings"] = embeddings.detach().float().cpu().numpy()
-        check_probe(tuple(layout), arrays)  # one clear line when shapes disagree
-        self._write(lambda w: w.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(tuple(layout))}), step)
+        layout, arrays = probe_arrays(images, attention, reconstruction, mask, embeddings)
+        self._write(lambda w: w.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(layout)}), step)
 
     def checkpoint(self, step: int, state_dict: Mapping[str, Any], *, prefix: str = "") -> None:
         """Save the tensors of ``state_dict`` as a safetensors checkpoint of the run (any other
@@ -422,15 +365,3 @@ def _floats(stats: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
         values = torch.stack([v.to(dtype) for _, v in items]).tolist()
         out.update({k: x for (k, _), x in zip(items, values)})
     return {k: out[k] for k in stats}  # the caller's order
-
-
-def _uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Probe pictures as (P, H, W, 3) uint8: given so, or normalised tensors (P, 3, H, W)."""
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"probe images as an array must be (P, H, W, 3) uint8, got {images.dtype} "
-                             f"{images.shape}")
-        return images
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"probe images as a tensor must be (P, 3, H, W) normalised, got shape {tuple(images.shape)}")
-    return to_uint8_image(images)
