@@ -93,7 +93,9 @@ class Monitor:
     ``config``: the trainer's own settings, stored under ``external.*`` of run.json; ``every``:
     statistics every N steps; ``steps_per_epoch``: fills the epoch axis; ``resume``: continue
     an existing run (rows from the first step logged on are replaced); ``rank``: this process's
-    rank (default :func:`process_rank`): only rank 0 writes.
+    rank (default :func:`process_rank`): only rank 0 writes. Under DDP build it after
+    ``init_process_group`` (or under torchrun / SLURM, which set the rank's variable), or pass
+    ``rank=``: processes that all read as rank 0 would race for the run's folder.
     """
 
     def __init__(self, runs_dir: str | Path | None, name: str, method: str = "dino", config: Any = None, *,
