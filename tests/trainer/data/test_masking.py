@@ -113,7 +113,6 @@ def test_multiblock_masks_are_reproducible():
 def test_a_ranks_masks_are_its_rows_of_the_global_batchs_masks():
     """DDP: rank r of 2 draws rows r*4..r*4+4 of the masks one process draws for 8 images; the
     I-JEPA context lists are cut to the global batch's minimum, as one process cuts them."""
-    from trainer.data.masking import MultiBlockMaskGenerator, random_masking, step_generator
 
     whole = random_masking(8, 16, 0.75, step_generator(0, 3))
     gen = MultiBlockMaskGenerator((8, 8), 4, min_context=4)
