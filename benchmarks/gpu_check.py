@@ -111,7 +111,8 @@ def main() -> int:
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
           f"{dtype} matmul peak {peak / 1e12:.2f} TFLOP/s", flush=True)
     sets = [f"model.preset={a.preset}", f"data.image_size={a.size}", f"data.batch_size={a.batch}",
-            f"data.num_train={max(4 * a.batch, 256)}", "data.num_val=128", f"data.num_workers={min(4, os.cpu_count() or 1)}",
+            f"data.num_train={max(4 * a.batch, 256)}", "data.num_val=128",
+            f"data.num_workers={min(4, os.cpu_count() or 1)}",
             f"run.device={a.device}", "optim.warmup_steps=1", "dino.freeze_last_layer_steps=1"]
     results = {"device": a.device, "peak_flops": peak, "methods": {}}
     for m in METHODS:
