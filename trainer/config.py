@@ -139,6 +139,8 @@ class Run:
     method: str = "dino"  # dino | mae | ijepa
     name: str = ""  # run id; "" = <method>-<data>-<timestamp>
     group: str = ""  # ablation group this run belongs to ("" = none)
+    study: str = ""  # the study (trainer.studies) that planned this run ("" = none)
+    arm: str = ""  # the study's arm this run trains ("" = none); its seed is run.seed
     runs_dir: str = "runs"  # run store root (env SSLSCOPE_RUNS overrides the default)
     seed: int = 0  # seeds data generation, init, crops and masks
     device: str = "auto"  # auto | cpu | cuda
@@ -338,7 +340,7 @@ class Config:
             if isinstance(v, str) and ("\0" in v or len(v) > MAX_TEXT):
                 raise ConfigError(f"{key} is {len(v)} characters long or holds a NUL byte; "
                                   f"give at most {MAX_TEXT} characters of text")
-        for key, v in [("run.name", r.name), ("run.group", r.group)]:
+        for key, v in [("run.name", r.name), ("run.group", r.group), ("run.study", r.study), ("run.arm", r.arm)]:
             if len(v) > MAX_NAME:
                 raise ConfigError(f"{key} is {len(v)} characters long; at most {MAX_NAME} are allowed "
                                   "(it names a folder)")
