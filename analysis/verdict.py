@@ -107,9 +107,13 @@ def judge_claim(claim: Claim, fig: Figures, titles: Mapping[str, str] | None = N
     """The verdict of one claim on ``fig`` (see the module docstring for the rule)."""
     titles = titles or {}
     arms = sorted(claim.arms())
-    seeds = sorted(set.intersection(*(fig.seeds(a) for a in arms))) if arms else []
+    per_arm = {a: fig.seeds(a) for a in arms}
+    seeds = sorted(set.intersection(*per_arm.values())) if arms else []
     if not seeds:
         return ClaimVerdict(claim, "pending", f"no run of {' and '.join(arms)} with a shared seed yet", [], [])
+    unpaired = [f"{a} seed {s}" for s in sorted(set.union(*per_arm.values())) for a in arms if s not in per_arm[a]]
+    if unpaired:  # a launch still under way: the seed's other arms have not started
+        return ClaimVerdict(claim, "pending", f"no run yet of {', '.join(unpaired)}", seeds, [])
     waiting = [f"{a} seed {s}: {fig.missing[(a, s)]}" for s in seeds for a in arms if (a, s) in fig.missing]
     if any(w.split(": ", 1)[1].startswith("pending") for w in waiting):
         return ClaimVerdict(claim, "pending", "; ".join(w for w in waiting if ": pending" in w), seeds, [])

@@ -270,7 +270,6 @@ class Config:
         # (key, value, low, high, closed) -- closed: the high end is allowed
         for key, v, lo, hi, closed in [
             ("mae.mask_ratio", self.mae.mask_ratio, 0.0, 1.0, False),
-            ("dino.center_momentum", self.dino.center_momentum, 0.0, 1.0, True),
             ("dino.momentum_teacher", self.dino.momentum_teacher, 0.0, 1.0, True),
             ("ijepa.momentum", self.ijepa.momentum, 0.0, 1.0, True),
             ("dino.global_scale_min", self.dino.global_scale_min, 0.0, 1.0, True),
@@ -285,6 +284,8 @@ class Config:
         dn = self.dino
         for key, v, lo, hi in [
             ("dino.jitter_p", dn.jitter_p, 0.0, 1.0), ("dino.grayscale_p", dn.grayscale_p, 0.0, 1.0),
+            # 0: the centre is each batch's mean (the centre-momentum study's first arm)
+            ("dino.center_momentum", dn.center_momentum, 0.0, 1.0),
             ("dino.brightness_jitter", dn.brightness_jitter, 0.0, 1.0),
             ("dino.contrast_jitter", dn.contrast_jitter, 0.0, 1.0),
             ("dino.saturation_jitter", dn.saturation_jitter, 0.0, 1.0), ("dino.hue_jitter", dn.hue_jitter, 0.0, 0.5),

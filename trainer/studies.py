@@ -222,10 +222,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (CENTERING_SHARPENING, TEACHER_T
                                                  MASK_RATIO, REGISTERS, JEPA_EMA, IBOT, GRAM)}
 
 
-def missing_fields(study: Study) -> list[str]:
-    """The config fields ``study`` needs that this trainer's ``Config`` lacks ([] = runnable)."""
-    have = {f"{sec.name}.{f.name}" for sec in dataclasses.fields(Config)
+def config_fields() -> set[str]:
+    """Every ``section.field`` of this trainer's ``Config``."""
+    return {f"{sec.name}.{f.name}" for sec in dataclasses.fields(Config)
             for f in dataclasses.fields(getattr(Config(), sec.name))}
+
+
+def missing_fields(study: Study, have: set[str] | None = None) -> list[str]:
+    """The config fields ``study`` needs that ``have`` (default: this trainer's) lacks ([] = runnable)."""
+    have = config_fields() if have is None else have
     return [k for k in study.requires if k not in have]
 
 
