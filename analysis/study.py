@@ -104,9 +104,9 @@ def _which_study(infos: list[dict]) -> Study | None:
     named = {_flat(i["config"]).get("run.study") for i in infos}
     if len(named) == 1 and (name := named.pop()) in STUDIES:
         return STUDIES[name]
-    for st in STUDIES.values():
+    for st in STUDIES.values():  # a group from before run.study: its runs must spread over two arms at least
         arms = [match_arm(st, i["config"]) for i in infos]
-        if all(arms):
+        if all(arms) and len(set(arms)) >= 2:
             return st
     return None
 
