@@ -134,10 +134,10 @@ def _finals(cols: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, fl
     return final, init
 
 
-def load_group(root: Path | str, group: str, measures: str = "cached") -> StudyResult:
+def load_group(root: Path | str, group: str, measures: str = "cached", diagnose: bool = True) -> StudyResult:
     """Read ``group`` under the runs directory ``root``. ``measures``: "compute" the study's
     analysis measures of finished runs (slow, cached beside each run), "cached" read only what
-    was computed before (the pages), "skip" neither."""
+    was computed before (the pages), "skip" neither. ``diagnose``: each run's diagnosis too."""
     from analysis.collapse import diagnose_run
     from trainer.store import list_runs, read_scalars
 
@@ -162,7 +162,7 @@ def load_group(root: Path | str, group: str, measures: str = "cached") -> StudyR
         r = RunFigures(info["run_id"], info["dir"], arm, seed, info["status"], info.get("reason") or "",
                        max(int(info.get("step") or 0), int(cols["step"].max()) if len(cols["step"]) else 0),
                        int(flat.get("optim.steps") or 0), k, final, init)
-        if len(cols["step"]):
+        if diagnose and len(cols["step"]):
             d = diagnose_run(info["dir"])
             r.diagnosis_label, r.diagnosis = d.label, d.summary()
         runs.append(r)

@@ -43,9 +43,13 @@ def run_measure(run_dir: Path | str, name: str, compute: bool = True) -> float |
     value (None when it was never computed). NaN where it is not defined for the run."""
     from analysis.cache import ResultCache, file_hash
     from trainer.loading import pick_checkpoint
+    from trainer.store import StoreError
 
     run_dir = Path(run_dir)
-    ck = pick_checkpoint(run_dir)
+    try:
+        ck = pick_checkpoint(run_dir)
+    except StoreError:  # no checkpoint (deleted by hand): nothing to measure
+        return None
     cache = ResultCache(run_dir / "analysis")
     key, params = file_hash(ck.path, cache.root), {"measure": name, "step": ck.step}
     hit = cache.get(KIND, key, params)
