@@ -19,8 +19,22 @@ from trainer.config import Config
 from trainer.study_rules import LN_K, Arm, Check, Claim, Study, Value
 
 NOISE = 0.015  # one standard error of a top-1 accuracy on 1,000 val images (p ~ 0.3)
-COLLAPSED_KL = 0.02  # KL(teacher || student) at or below this: the student has nothing left to learn
-TRAINING_KL = 0.05  # ... at or above this: it still learns (healthy runs sit at 0.3-0.8 at our scale)
+
+
+def _line(metric: str, end: int) -> float:
+    """One end of ``metric``'s healthy range in core.metrics: the collapse lines the alarms and
+    each run's diagnosis (analysis.collapse) read, so a verdict and a diagnosis never disagree on
+    what "collapsed" means."""
+    value = M.METRICS[metric].healthy_range[end]
+    assert value is not None, metric
+    return value
+
+
+UNIFORM_H = _line(M.DINO_TEACHER_ENTROPY, 1)  # teacher entropy >= 0.9 ln K: uniform ...
+COLLAPSED_KL = _line(M.DINO_KL_TEACHER_STUDENT, 0)  # ... with KL <= 0.03 nats: nothing left to learn
+ONEHOT_H = _line(M.DINO_TEACHER_ENTROPY, 0)  # teacher entropy <= 0.3 ln K: one-hot ...
+ONEHOT_BATCH_H = _line(M.DINO_TEACHER_BATCH_ENTROPY, 0)  # ... batch-mean entropy <= 0.5 ln K: the same one
+COLLAPSED_STD = _line(M.COLLAPSE_STD_L2, 0)  # std_l2 <= 0.3: the embeddings use under ~10% of directions
 
 # The setting shared by every arm of the DINO studies (the DINO paper's Fig. 7): the default
 # augmentations and teacher temperature with KoLeo at 0.05 instead of 0.2. KoLeo spreads the
@@ -43,14 +57,21 @@ def _v(arm: str, metric: str, per: str = "") -> Value:
 
 
 def uniform(arm: str) -> tuple[Check, ...]:
-    """Uniform collapse: entropy >= 0.9 ln K and KL <= 0.02 (analysis.collapse's lines)."""
-    return Check(_v(arm, H, LN_K), ">=", 0.9), Check(_v(arm, KL), "<=", COLLAPSED_KL)
+    """Uniform collapse as the diagnosis calls it: entropy >= 0.9 ln K and KL <= 0.03."""
+    return Check(_v(arm, H, LN_K), ">=", UNIFORM_H), Check(_v(arm, KL), "<=", COLLAPSED_KL)
+
+
+def one_hot(arm: str) -> tuple[Check, ...]:
+    """One-hot collapse as the diagnosis calls it (entropy <= 0.3 ln K, batch-mean entropy
+    <= 0.5 ln K), with the KL near 0 of the paper's Fig. 7 (<= 0.03)."""
+    return (Check(_v(arm, H, LN_K), "<=", ONEHOT_H), Check(_v(arm, M.DINO_TEACHER_BATCH_ENTROPY, LN_K), "<=",
+                                                           ONEHOT_BATCH_H), Check(_v(arm, KL), "<=", COLLAPSED_KL))
 
 
 def trains(arm: str) -> tuple[Check, ...]:
-    """Not collapsed: the teacher between the collapse lines and the student still learning."""
-    return (Check(_v(arm, H, LN_K), ">", 0.1), Check(_v(arm, H, LN_K), "<", 0.9),
-            Check(_v(arm, KL), ">=", TRAINING_KL))
+    """Not collapsed: the teacher inside its healthy range (0.3-0.9 ln K) and KL above 0.03."""
+    return (Check(_v(arm, H, LN_K), ">", ONEHOT_H), Check(_v(arm, H, LN_K), "<", UNIFORM_H),
+            Check(_v(arm, KL), ">", COLLAPSED_KL))
 
 
 def above(a: str, b: str, metric: str, margin: float = NOISE) -> Check:
@@ -75,7 +96,7 @@ CENTERING_SHARPENING = Study(
     claims=(
         Claim("Centering alone: uniform collapse (entropy near ln K, KL near 0)", uniform("centering-only")),
         Claim("Sharpening alone: one-hot collapse (entropy near 0, KL near 0)",
-              (Check(_v("sharpening-only", H, LN_K), "<=", 0.1), Check(_v("sharpening-only", KL), "<=", COLLAPSED_KL))),
+              one_hot("sharpening-only")),
         Claim("Both: entropy strictly between the collapsed arms and KL clearly above 0",
               (Check(_v("both", H, LN_K), ">", _v("sharpening-only", H, LN_K), 0.1),
                Check(_v("both", H, LN_K), "<", _v("centering-only", H, LN_K), 0.1),
@@ -97,8 +118,8 @@ TEACHER_TEMP = Study(
           Arm("warmup0.04-0.07", ("dino.warmup_teacher_temp=0.04", "dino.teacher_temp=0.07"),
               (("dino.teacher_temp_warmup_steps", 0.3),))),
     claims=(
-        Claim("tau_t = 0.08 collapses, the loss stuck at ln K", (*uniform("tau0.08"), Check(_v("tau0.08", CE, LN_K),
-                                                                                           ">=", 0.9))),
+        Claim("tau_t = 0.08 collapses, the loss stuck at ln K",
+              (*uniform("tau0.08"), Check(_v("tau0.08", CE, LN_K), ">=", UNIFORM_H))),
         Claim("tau_t = 0.04 (the paper's default) trains", trains("tau0.04")),
         Claim("tau_t 0.04 warmed up to 0.07 trains", trains("warmup0.04-0.07"), headline=False),
         Claim("tau_t = 0.06 trains", trains("tau0.06"), headline=False),
@@ -177,9 +198,11 @@ JEPA_EMA = Study(
     "representation collapses; with it, it stays spread.",
     arms=(Arm("ema", ("ijepa.ema=true",)), Arm("no-ema", ("ijepa.ema=false",))),
     claims=(
-        Claim("Without EMA: collapse (std_l2 <= 0.3)", (Check(_v("no-ema", M.COLLAPSE_STD_L2), "<=", 0.3),)),
+        Claim("Without EMA: collapse (std_l2 <= 0.3)",
+              (Check(_v("no-ema", M.COLLAPSE_STD_L2), "<=", COLLAPSED_STD),)),
         Claim("With EMA: spread (std_l2 > 0.3) and clearly above the run without",
-              (Check(_v("ema", M.COLLAPSE_STD_L2), ">", 0.3), above("ema", "no-ema", M.COLLAPSE_STD_L2, 0.1))),
+              (Check(_v("ema", M.COLLAPSE_STD_L2), ">", COLLAPSED_STD),
+               above("ema", "no-ema", M.COLLAPSE_STD_L2, 0.1))),
         Claim("Target std: higher with EMA", (above("ema", "no-ema", M.IJEPA_TARGET_STD, 0.1),), headline=False),
     ),
     metrics=(M.COLLAPSE_STD_L2, M.COLLAPSE_RANKME, M.IJEPA_TARGET_STD, KNN),

@@ -11,16 +11,19 @@ from core import metrics as M
 from trainer.studies import CENTERING_SHARPENING, JEPA_EMA, MASK_RATIO
 from trainer.study_rules import LN_K, Check, Claim, Value
 
-H, KL, KNN = M.DINO_TEACHER_ENTROPY, M.DINO_KL_TEACHER_STUDENT, M.EVAL_KNN_TOP1
+H, KL, KNN, HB = M.DINO_TEACHER_ENTROPY, M.DINO_KL_TEACHER_STUDENT, M.EVAL_KNN_TOP1, M.DINO_TEACHER_BATCH_ENTROPY
 LOG_K = math.log(64)
 
 
-def grid(h: dict[str, list[float]], kl: dict[str, list[float]], knn: dict[str, list[float]] | None = None) -> Figures:
-    """Figures of the 2 x 2 grid: entropies as fractions of ln K, per arm per seed."""
+def grid(h: dict[str, list[float]], kl: dict[str, list[float]], knn: dict[str, list[float]] | None = None,
+         hb: dict[str, list[float]] | None = None) -> Figures:
+    """Figures of the 2 x 2 grid: entropies as fractions of ln K, per arm per seed (the batch-mean
+    entropy ``hb`` defaults to the per-image one: every image has the same output)."""
     fig = Figures()
     for arm in h:
         for seed, (r, k) in enumerate(zip(h[arm], kl[arm])):
-            fig.final[(arm, seed)] = {H: r * LOG_K, KL: k, KNN: (knn or {}).get(arm, [0.3] * 9)[seed]}
+            fig.final[(arm, seed)] = {H: r * LOG_K, KL: k, KNN: (knn or {}).get(arm, [0.3] * 9)[seed],
+                                      HB: (hb or h)[arm][seed] * LOG_K}
             fig.log_k[(arm, seed)] = LOG_K
     return fig
 
@@ -50,6 +53,15 @@ def test_a_centering_arm_that_does_not_collapse_is_not_reproduced():
     r = judge_study(CENTERING_SHARPENING, grid(h, kl))
     assert r.claims[0].verdict == "not reproduced" and "holds for no seed (3)" in r.claims[0].why
     assert r.verdict == "not reproduced" and "reproduced: Sharpening alone" in r.why
+
+
+def test_sharp_outputs_spread_over_prototypes_are_no_one_hot_collapse():
+    # each image one-hot on a different prototype: entropy near 0 but the batch mean near uniform
+    hb = dict(PAPER["h"], **{"sharpening-only": [0.9, 0.92, 0.88]})
+    r = judge_study(CENTERING_SHARPENING, grid(**PAPER, hb=hb))
+    c = r.claims[1]
+    assert c.verdict == "not reproduced" and [x.holds for x in c.checks] == [[True] * 3, [False] * 3, [True] * 3]
+    assert "sharpening-only dino/teacher_batch_entropy / ln K 0.900 ± 0.020 <= 0.5: 0 of 3 seeds" in c.why
 
 
 def test_seeds_that_disagree_are_inconclusive_and_name_the_seed():
