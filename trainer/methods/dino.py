@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from core import metrics as M
-from core.collapse import high_norm_frac
+from core.collapse import high_norm_frac, register_attn_share
 from core.eval_mode import eval_mode
 from core.images import to_uint8_image
 from core.koleo import koleo_loss
@@ -149,7 +149,7 @@ class DINO(EMAMethod):
         cls_attn = attn[:, :, 0, p:].reshape(attn.shape[0], attn.shape[1], side, side)  # (P, heads, h, w)
         stats = {M.TOKENS_HIGH_NORM_FRAC_PROBE: float(high_norm_frac(tokens[:, p:]))}
         if p > 1:  # share of all queries' attention that lands on the register tokens
-            stats[M.TOKENS_REGISTER_ATTN_SHARE] = float(attn[..., 1:p].sum(-1).mean())
+            stats[M.TOKENS_REGISTER_ATTN_SHARE] = float(register_attn_share(attn, p))
         arrays = {"original": to_uint8_image(images), "attn": cls_attn.cpu().numpy().astype(np.float32),
                   "embeddings": tokens[:, 0].float().cpu().numpy()}
         return arrays, stats
