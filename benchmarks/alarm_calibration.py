@@ -129,8 +129,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _end_state(curves, method: str) -> str:
+    """The figures a reader checks a label against: the last log's teacher entropy over ln K
+    and KL (DINO), RankMe and std_l2, the k-NN against its step-0 value."""
+    from core import metrics as M
+
+    def last(name: str) -> float | None:
+        _, v = curves.last(name, 1)
+        return float(v[0]) if v.size else None
+
+    parts = []
+    h, lnk, kl = last(M.DINO_TEACHER_ENTROPY), last(M.DINO_LOG_K), last(M.DINO_KL_TEACHER_STUDENT)
+    if method == "dino" and h is not None and lnk:
+        parts.append(f"H_t {h / lnk:.2f} ln K, KL {kl:.3f}")
+    rank, std = last(M.COLLAPSE_RANKME), last(M.COLLAPSE_STD_L2)
+    if rank is not None:
+        parts.append(f"RankMe {rank:.1f}, std_l2 {std:.2f}")
+    s, v = curves.get(M.EVAL_KNN_TOP1)
+    if v.size:
+        parts.append(f"k-NN {v[0]:.3f} -> {v[-1]:.3f}")
+    return "; ".join(parts)
+
+
+def calibration_row(curves, cfg: Config, truth: str) -> dict[str, str]:
+    """One row of the confusion table: the run's end state, the first step flagged and by which
+    rule, the verdict at its last log, and (shipped defaults) the logged steps that raised a
+    collapse alarm. A default flagged "not learning" is no false alarm when its k-NN indeed
+    stays at its step-0 value: the end state shows both figures."""
+    from analysis.alarms import RunFacts, diagnose_curves, replay
+
+    verdicts = replay(curves, RunFacts.of(cfg))
+    alarms = [(step, rule) for step, _, rule in verdicts if rule]
+    final = diagnose_curves(curves, cfg)
+    collapse = [(step, rule) for step, rule in alarms if rule != "not-learning"]
+    false = "-" if truth != "healthy" else (
+        f"{len(collapse)} of {len(verdicts)} logs" + (f" (first at {collapse[0][0]})" if collapse else ""))
+    return {"end": _end_state(curves, cfg.run.method),
+            "first": f"step {alarms[0][0]} ({alarms[0][1]})" if alarms else "never",
+            "final": final.label, "false": false, "logs": str(len(verdicts))}
+
+
 def cmd_table(args: argparse.Namespace) -> int:
-    from analysis.alarms import calibration_row, read_run_curves
+    from analysis.curves import read_run_curves
     from trainer.loading import run_config
 
     print("| run | built to show | end of run | first flagged (rule) | verdict at the end | false alarms |")
@@ -140,8 +180,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         if not d.is_dir():
             continue
         row = calibration_row(read_run_curves(d), run_config(d), run.truth)
-        print(f"| {cfg.run.name} | {run.truth or '(measured)'} | {row.end_state} | {row.first} | {row.final} "
-              f"| {row.false_alarms} |")
+        print(f"| {cfg.run.name} | {run.truth or '(measured)'} | {row['end']} | {row['first']} | {row['final']} "
+              f"| {row['false']} |")
     return 0
 
 
