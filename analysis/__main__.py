@@ -195,13 +195,19 @@ def do_diagnose(source, out: Path, args) -> list[Path]:
 
     rep = diagnose_source(source)
     print(f"checkpoint: {rep.checkpoint.summary()}")
-    rows = [("checkpoint", rep.checkpoint.label, e) for e in rep.checkpoint.evidence]
-    if rep.run is not None:
-        print(f"run (logged scalars): {rep.run.summary()}")
-        rows += [("run", rep.run.label, e) for e in rep.run.evidence]
+    rows = []
+    for judged_on, d in (("checkpoint", rep.checkpoint), ("run", rep.run)):
+        if d is None:
+            continue
+        first = "" if d.first_step is None else d.first_step
+        rows += [(judged_on, d.label, d.rule, first, e) for e in d.evidence]
+        if d.advice:
+            rows.append((judged_on, d.label, d.rule, first, f"try: {d.advice}"))
+    if rep.run is not None:  # the alarms of analysis.alarms over the curves: what the dashboard shows
+        print(f"run (alarms over the logged curves, at step {rep.run.step}): {rep.run.summary()}")
     f = rep.features
     stats = {**f.values(), **(rep.dino or {}), "n": f.n, "dim": f.dim, "feature": rep.feature}
-    return ([write_csv(out / "diagnosis.csv", ["judged_on", "label", "evidence"], rows),
+    return ([write_csv(out / "diagnosis.csv", ["judged_on", "label", "rule", "first_step", "evidence"], rows),
              write_csv(out / "feature_stats.csv", ["metric", "value"], stats.items())]
             + line_outputs(out, "spectrum", f.spectrum, f"{source.name}: singular values of {rep.feature} features"))
 

@@ -62,7 +62,7 @@ def final_table(runs: list[tuple[dict, pd.DataFrame]], labels: dict[str, str]) -
         values = {name: loaders.last_value(frame, name) for _, name in _FINAL}
         row.update({col: values[name] for col, name in _FINAL})
         row["H / ln K"] = loaders.entropy_ratio(values, k)
-        row["diagnosis"] = diag.label if diag else ""
+        row["diagnosis"] = diag.headline if diag else ""
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -28,7 +28,7 @@ def runs_frame(root: Path) -> pd.DataFrame:
         rows.append({
             "run": info["run_id"], "method": info.get("method", "?"), "group": info.get("group") or "",
             "status": info.get("status", "?"), "progress": step / steps if steps else None, "step": step,
-            "diagnosis": diag.label if diag else "", "H/lnK": loaders.entropy_ratio(last, last.get(M.DINO_LOG_K)),
+            "diagnosis": diag.headline if diag else "", "H/lnK": loaders.entropy_ratio(last, last.get(M.DINO_LOG_K)),
             "k-NN": last.get(M.EVAL_KNN_TOP1), "RankMe": last.get(M.COLLAPSE_RANKME), "loss": last.get(M.TRAIN_LOSS),
             "data": str(loaders.config_value(info, "data.name", "?")),
             "reason": info.get("reason") or loaders.metrics_problem(info["dir"]),
@@ -73,8 +73,10 @@ def _table(df: pd.DataFrame) -> list[str]:
             "RankMe": st.column_config.NumberColumn("RankMe", format="%.1f"),
             "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped",
                                                   width="medium" if df["reason"].any() else "small"),
-            "diagnosis": st.column_config.TextColumn("diagnosis", width="medium",
-                                                     help="analysis.collapse.diagnose on the latest logged values"),
+            "diagnosis": st.column_config.TextColumn(
+                "diagnosis", width="medium",
+                help="the alarms of analysis.alarms on the logged curves: healthy, warming up (too young to judge), "
+                     "a collapse or not learning, with the step it was first flagged (the Live page says why)"),
             "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         })
     picked = [df.iloc[i]["run"] for i in event.selection.rows] if event and event.selection else []

@@ -30,7 +30,7 @@ from core.probes import LAYOUT_KEY, check_probe, layout_array
 from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
 from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
-from trainer.evaluate import knn_eval
+from trainer.evaluate import knn_eval, knn_eval_pixels
 from trainer.lock import RunLock
 from trainer.methods import Method, build_method
 from trainer.models.backbone import param_groups
@@ -175,7 +175,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         arrays, pstats = method.probe(probe_images)
         check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
         writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
-        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **pstats})
+        refs = {}
+        if step == 0:  # the raw-pixel reference, once: step 0's k-NN is the random-init one
+            refs[M.EVAL_KNN_TOP1_PIXELS] = knn_eval_pixels(bank_images, bank_labels, val_images, val_labels,
+                                                           r.knn_k, r.knn_temp)
+        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **refs, **pstats})
 
     saved = [start if resume_from else -1]
 

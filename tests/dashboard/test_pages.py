@@ -409,4 +409,32 @@ def test_live_page_shows_failure_reason_events_and_collapse_banner(tmp_path, mon
     assert "**nan** failed: non-finite loss at step 17" in at.error[0].value
     warnings = [w.value for w in at.warning]
     assert any("step 12: grad norm spike 1e4" in w for w in warnings)
-    assert any(w.startswith("**uniform: uniform collapse.**") and "ln K" in w for w in warnings)
+    banner = next(w for w in warnings if w.startswith("**uniform: uniform collapse** (rule `uniform-collapse`"))
+    assert "ln K" in banner and "**Try:** sharpening is off (dino.sharpening=false" in banner
+
+
+def test_live_banner_and_runs_table_say_what_the_alarms_say_on_a_real_run(tmp_path, monkeypatch):
+    from analysis.collapse import diagnose_run
+    from tests.analysis.test_alarm_calibration import TINY
+    from tests.dashboard.synthetic import write_run
+    from trainer.config import Config
+    from trainer.loop import train
+
+    root = tmp_path / "runs"
+    run = train(Config().with_overrides(TINY + ["dino.centering=none", f"run.runs_dir={root}", "run.name=sharp"]))
+    write_run(root, "young", "mae", steps=4)  # 3 logs: too young for a window of 5
+    d = diagnose_run(run)
+    assert d.label == "one-hot collapse" and d.first_step is not None
+    at = page_app("live", root, monkeypatch)
+    at.session_state["selected_runs"] = ["sharp", "young"]
+    at.run()
+    no_exception(at)
+    banner = next(w.value for w in at.warning if w.value.startswith("**sharp:"))
+    assert banner.startswith(f"**sharp: one-hot collapse** (rule `one-hot-collapse`, first flagged at step "
+                             f"{d.first_step}).")
+    assert d.advice in banner and "turn centering on" not in banner
+    assert any(c.value.startswith("**young**: warming up, no verdict yet.") for c in at.caption)
+    at = page_app("runs", root, monkeypatch).run()
+    df = at.dataframe[0].value.set_index("run")
+    assert df.loc["sharp", "diagnosis"] == f"one-hot collapse since step {d.first_step}"
+    assert df.loc["young", "diagnosis"] == "warming up"
