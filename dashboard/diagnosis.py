@@ -42,7 +42,7 @@ class Verdict:
         return self.label + (f" since step {self.first_step}" if self.rule and self.first_step is not None else "")
 
 
-def _db_version(run_dir: Path) -> tuple[int, ...]:
+def db_version(run_dir: Path) -> tuple[int, ...]:
     """Changes whenever the trainer commits rows (the main file or its write-ahead log)."""
     out: list[int] = []
     for name in ("metrics.sqlite", "metrics.sqlite-wal"):
@@ -63,7 +63,7 @@ def _diagnose(run_dir: str, version: tuple[int, ...]) -> Verdict:
 def of_run(run_dir: Path | str) -> Verdict | None:
     """The diagnosis of a run from its latest logged values, or None with no metrics yet."""
     run_dir = Path(run_dir)
-    version = _db_version(run_dir)
+    version = db_version(run_dir)
     if not any(version):
         return None
     verdict = _diagnose(str(run_dir), version)

@@ -82,18 +82,19 @@ def train(cfg: Config, progress: bool = False, stop: StopFlag | None = None) -> 
         return _run(cfg, rt, root / run_id, data, None, progress, flag)
 
 
-def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
+def resume(run_dir: Path | str, progress: bool = False, step: int | None = None,
+           stop: StopFlag | None = None) -> Path:
     """Continue a run from its latest checkpoint (or the one at ``step``): same config, step,
     optimiser, schedules, EMA teacher / target encoder and DINO centre. A newest checkpoint
     that cannot be restored is skipped for the one before (said on stderr and in the events);
     a run killed before its first checkpoint starts again from step 0. Refused while another
-    process writes the run."""
+    process writes the run. ``stop``: a flag shared with a launcher, as for :func:`train`."""
     from trainer.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     rt = setup_runtime(cfg.run.device)
-    with stop_signals(StopFlag(), rt.is_main) as flag:
+    with stop_signals(stop or StopFlag(), rt.is_main) as flag:
         lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
         try:
             # no checkpoint yet (killed before the first one was whole): start it again from step 0
