@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.collapse import high_norm_frac, register_attn_share
 from core.eval_mode import eval_mode
@@ -122,7 +123,8 @@ class DINO(EMAMethod):
         if d.koleo_weight > 0:
             b = batch.views[0].shape[0]
             cls = s_tokens[:, 0]  # (n_global * B, D): student backbone [CLS] of the globals
-            kl = sum(koleo_loss(c) for c in cls.split(b)) / n_global
+            # nearest neighbours within each global view of the global batch (core.distributed)
+            kl = sum(koleo_loss(distributed.gather_rows(c)) for c in cls.split(b)) / n_global
             loss = loss + d.koleo_weight * kl
             stats[M.DINO_KOLEO] = kl.detach()
         with torch.no_grad():
