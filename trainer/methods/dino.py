@@ -111,14 +111,14 @@ class DINO(EMAMethod):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.student.parameters() if p.requires_grad]
 
-    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
+    def forward(self, batch: Batch, it: int, with_stats: bool = True) -> StepOutput:  # type: ignore[override]
         d = self.cfg.dino
         n_global = 2
         globals_, crops = batch.views[:n_global], batch.views
         with torch.no_grad():
             t_logits, t_tokens, t_pre = self.teacher(globals_)  # n_global x (B, K)
         s_logits, s_tokens, _ = self.student(crops)  # V x (B, K)
-        out = self.loss(t_logits, s_logits, it)  # the centre moves after the loss
+        out = self.loss(t_logits, s_logits, it, with_stats=with_stats)  # the centre moves after the loss
         loss, stats = out.loss, out.stats
         if d.koleo_weight > 0:
             b = batch.views[0].shape[0]
@@ -126,7 +126,10 @@ class DINO(EMAMethod):
             # nearest neighbours within each global view of the global batch (core.distributed)
             kl = sum(koleo_loss(distributed.gather_rows(c)) for c in cls.split(b)) / n_global
             loss = loss + d.koleo_weight * kl
-            stats[M.DINO_KOLEO] = kl.detach()
+            if with_stats:
+                stats[M.DINO_KOLEO] = kl.detach()
+        if not with_stats:
+            return StepOutput(loss, stats)
         with torch.no_grad():
             vit = self.teacher.backbone
             stats.update(self.feature_stats(vit, t_pre[: batch.views[0].shape[0]]))  # teacher, global view 1
