@@ -209,10 +209,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         return step * images_per_step / max(len(train_ds), 1)
 
     def evaluate(step: int) -> None:
-        if writer is None:
-            return
+        # every rank extracts its share of the k-NN features (a collective); rank 0 probes and writes
         knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device,
                        r.knn_k, r.knn_temp, method.feature)
+        if writer is None:
+            return
         arrays, pstats = method.probe(probe_images)
         check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
         writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
