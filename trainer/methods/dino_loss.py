@@ -53,14 +53,20 @@ def teacher_probs_centered(teacher_logits: torch.Tensor, center: torch.Tensor | 
 def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, n_iters: int = 3) -> torch.Tensor:
     """DINOv2's Sinkhorn-Knopp centring. (N, K) logits -> (N, K) assignments whose rows sum
     to 1 and whose columns each sum to N / K (equal use of the prototypes), up to the finite
-    number of iterations. Distributed-aware like DINOv2: N counts the global batch."""
+    number of iterations. Distributed-aware like DINOv2: N counts the rows of every rank (the
+    global batch for [CLS], all masked patches of all ranks for iBOT)."""
     distributed = dist.is_available() and dist.is_initialized()
     # subtract the global max first for stability (a constant cancels in the normalisation)
-    top = teacher_logits.float().max()
+    g = teacher_logits.float()
+    top = g.max() if g.numel() else g.new_tensor(-math.inf)
     if distributed:
         dist.all_reduce(top, op=dist.ReduceOp.MAX)
-    q = torch.exp((teacher_logits.float() - top) / teacher_temp).T  # (K, N)
-    n = q.shape[1] * (dist.get_world_size() if distributed else 1)
+    q = torch.exp((g - top) / teacher_temp).T  # (K, N)
+    n = q.shape[1]
+    if distributed:  # the samples of every rank: iBOT's masked-patch counts differ between ranks
+        count = torch.tensor(float(n), device=q.device)
+        dist.all_reduce(count)
+        n = int(count.item())
     k = q.shape[0]
     total = q.sum()
     if distributed:
@@ -139,6 +145,16 @@ def teacher_stats(teacher_probs: list[torch.Tensor], student_logits: list[torch.
     }
 
 
+def teacher_temp_schedule(cfg: Config) -> np.ndarray:
+    """tau_t per step, shared by the [CLS] and the iBOT patch losses (DINOv2): a linear warm-up,
+    and without sharpening (ablation) tau_t = tau_s at every step."""
+    d = cfg.dino
+    if d.sharpening:
+        return linear_warmup_then_constant(d.warmup_teacher_temp, d.teacher_temp, cfg.optim.steps,
+                                           d.teacher_temp_warmup_steps)
+    return np.full(cfg.optim.steps, d.student_temp)
+
+
 @dataclass
 class DINOLossOutput:
     """The loss to back-propagate, the teacher's distribution per view and the ``dino/*`` stats."""
@@ -171,15 +187,10 @@ class DINOLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Config) -> DINOLoss:
-        """The loss of ``cfg.dino`` over ``cfg.optim.steps``: tau_t warms up linearly, and
-        without sharpening (ablation) tau_t = tau_s at every step."""
+        """The loss of ``cfg.dino`` over ``cfg.optim.steps`` (tau_t: ``teacher_temp_schedule``)."""
         d = cfg.dino
-        if d.sharpening:
-            schedule = linear_warmup_then_constant(d.warmup_teacher_temp, d.teacher_temp, cfg.optim.steps,
-                                                   d.teacher_temp_warmup_steps)
-        else:
-            schedule = np.full(cfg.optim.steps, d.student_temp)
-        return cls(d.out_dim, d.student_temp, schedule, d.centering, d.center_momentum, d.sinkhorn_iters)
+        return cls(d.out_dim, d.student_temp, teacher_temp_schedule(cfg), d.centering, d.center_momentum,
+                   d.sinkhorn_iters)
 
     def teacher_temp(self, it: int) -> float:
         """tau_t at step ``it`` (the last value past the end of the schedule)."""
