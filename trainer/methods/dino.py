@@ -135,9 +135,9 @@ class DINO(EMAMethod):
 
         self.ibot = d.ibot_weight > 0
         ibot_k = (d.ibot_out_dim or d.out_dim) if d.ibot_separate_head else d.out_dim
+        dino_head = head(d.out_dim)  # built first, so its initial weights match a run without iBOT
         ibot_head = head(ibot_k) if self.ibot and d.ibot_separate_head else None
-        # the DINO head is built first in every case, so its initial weights match a run without iBOT
-        self.student = MultiCropWrapper(backbone, head(d.out_dim), mask_token=self.ibot, ibot_head=ibot_head)
+        self.student = MultiCropWrapper(backbone, dino_head, mask_token=self.ibot, ibot_head=ibot_head)
         self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)  # updated by EMA only
         self.loss = DINOLoss.from_config(cfg)  # centre, centring mode, temperatures (checkpointed: loss.center)
