@@ -99,3 +99,41 @@ def dense_features(vit: ViT, images: np.ndarray | torch.Tensor) -> np.ndarray:
     n, p, d = feats.patches.shape
     side = int(round(p ** 0.5))
     return feats.patches.reshape(n, side, side, d)
+
+
+def patch_labels(masks: np.ndarray, labels: np.ndarray, patch: int) -> np.ndarray:
+    """(N, h, w) int64 label per patch from exact object masks (N, S, S) bool and image labels
+    (N,): 0 where the patch centre is background, 1 + the image's class where it is on the object."""
+    m = np.asarray(masks, bool)[:, patch // 2::patch, patch // 2::patch]
+    return np.where(m, 1 + np.asarray(labels, np.int64)[:, None, None], 0)
+
+
+@dataclass
+class PatchKNN:
+    """Patch-level k-NN segmentation scores on the query images."""
+
+    miou: float  # mean over the C classes (background + objects) of the IoU of predicted vs true patches
+    iou: np.ndarray  # (C,) per class
+    accuracy: float  # share of patches labelled correctly
+    foreground_iou: float  # IoU of "any object class" predicted vs true (object vs background)
+
+
+def patch_knn(bank: np.ndarray, bank_labels: np.ndarray, query: np.ndarray, query_labels: np.ndarray,
+              num_classes: int, k: int = 20, T: float = 0.07) -> PatchKNN:
+    """Weighted k-NN (``core.knn``: cosine, k = 20, T = 0.07, as DINO's image k-NN) of every
+    query patch (N, h, w, D) among the bank's patches (M, h', w', D), labels from ``patch_labels``:
+    a semantic segmentation by nearest patches, scored against the exact masks."""
+    from core.knn import weighted_knn_predict
+
+    d = bank.shape[-1]
+    pred = weighted_knn_predict(torch.from_numpy(np.ascontiguousarray(bank.reshape(-1, d), np.float32)),
+                                torch.from_numpy(bank_labels.reshape(-1)),
+                                torch.from_numpy(np.ascontiguousarray(query.reshape(-1, d), np.float32)),
+                                k=k, T=T, num_classes=num_classes).numpy()
+    true = query_labels.reshape(-1)
+    iou = np.array([((pred == c) & (true == c)).sum() / max(((pred == c) | (true == c)).sum(), 1)
+                    for c in range(num_classes)])
+    present = np.array([(true == c).any() or (pred == c).any() for c in range(num_classes)])
+    fg_p, fg_t = pred > 0, true > 0
+    return PatchKNN(float(iou[present].mean()), iou, float((pred == true).mean()),
+                    float((fg_p & fg_t).sum() / max((fg_p | fg_t).sum(), 1)))

@@ -74,3 +74,28 @@ def test_dense_features_are_the_final_patch_tokens_on_the_grid():
     with torch.no_grad():
         ref = vit.eval().forward_features(x)[:, 5:].reshape(2, 4, 4, 16).numpy()
     np.testing.assert_allclose(feats, ref, atol=1e-5)
+
+
+def test_patch_labels_read_the_mask_at_each_patch_centre():
+    from analysis.dense import patch_labels
+
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, :4, :4] = True  # top-left patch of a 2 x 2 grid of 4 px patches
+    masks[1, 5, 5] = True  # inside the bottom-right patch but not its centre pixel (6, 6): background
+    lab = patch_labels(masks, np.array([3, 1]), 4)
+    np.testing.assert_array_equal(lab[0], [[4, 0], [0, 0]])
+    np.testing.assert_array_equal(lab[1], [[0, 0], [0, 0]])
+
+
+def test_patch_knn_scores_a_hand_case():
+    from analysis.dense import patch_knn
+
+    # bank: class-1 patches along e0, class-0 along e1; queries: one of each and a class-1 patch near e1
+    bank = np.array([[1, 0.0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])[:, None, None]
+    bank_lab = np.array([1, 1, 0, 0])[:, None, None]
+    query = np.array([[1, 0.05], [0.05, 1], [0.2, 1]])[:, None, None]
+    query_lab = np.array([1, 0, 1])[:, None, None]
+    r = patch_knn(bank, bank_lab, query, query_lab, num_classes=2, k=1)
+    # predictions 1, 0, 0: class 1 IoU 1/2, class 0 IoU 1/2, accuracy 2/3
+    assert r.accuracy == pytest.approx(2 / 3) and r.miou == pytest.approx(0.5)
+    assert r.foreground_iou == pytest.approx(0.5)
