@@ -31,6 +31,8 @@ def test_train_arguments_are_validated_before_anything_starts(tmp_path):
     with pytest.raises(launch.LaunchError, match="already exists"):
         launch.train_argv(tmp_path, "dino", "shapes", 50, "taken", [])
     assert launch.ablate_argv(tmp_path, 20)[:2] == ["ablate", "centering-sharpening"]
+    recipe = launch.train_argv(tmp_path, "dino", "shapes", 50, "", ["dino.gram_start=10"], preset="dinov3")
+    assert recipe[-4:] == ["--preset", "dinov3", "--set", "dino.gram_start=10"]  # --set still wins over the recipe
 
 
 def test_started_command_runs_detached_and_logs_its_output(tmp_path):
