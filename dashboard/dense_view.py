@@ -21,7 +21,8 @@ def dense_panel(patches: np.ndarray, images: np.ndarray | None, key: str) -> Non
                  help="DINOv2's view of the patch features: the first principal component, thresholded, splits "
                       "object from background; three more components of the object's patches become colours, so "
                       "matching parts get matching colours. Click a patch of the map to see its cosine to every "
-                      "other patch. " + guide_link(M.DENSE_CLS_PATCH_COSINE))
+                      "other patch. [Dense views in the Guide](/guide#dense-views); "
+                      + guide_link(M.DENSE_CLS_PATCH_COSINE))
     pca = patch_pca(patches)
     st.plotly_chart(dense_charts.pca_grid_figure(images, pca.rgb), key=f"{key}_pca", config={"displaylogo": False})
     n, h, w = pca.rgb.shape[:3]

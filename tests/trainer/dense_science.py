@@ -25,8 +25,10 @@ SHAPES_CLASSES = 8
 BASE = ["data.num_val=1000", "run.ckpt_every=100000"]
 ARMS = {
     "ibot": {"dino": [], "dino+ibot": ["dino.ibot_weight=1"]},
-    "gram": {"dinov2": ["dino.ibot_weight=1"],
-             "dinov2+gram": ["dino.ibot_weight=1", "dino.gram_weight=2"]},  # gram steps set from --steps
+    # both arms copy the same Gram teacher and log gram/loss; only "+gram" lets its weight rise (the
+    # control's gram_start is the last step, where the ramp is still at 0): gram steps set from --steps
+    "gram": {"dinov2": ["dino.ibot_weight=1", "dino.gram_weight=2"],
+             "dinov2+gram": ["dino.ibot_weight=1", "dino.gram_weight=2"]},
 }
 
 
@@ -81,9 +83,10 @@ def run_arm(root: Path, name: str, sets: list[str], steps: int, seed: int) -> di
     return out
 
 
-def gram_sets(steps: int) -> list[str]:
-    """Gram teacher after 10% of the run, the loss on from 50%, ramped over 5%."""
-    return [f"dino.gram_teacher_step={steps // 10}", f"dino.gram_start={steps // 2}",
+def gram_sets(steps: int, on: bool = True) -> list[str]:
+    """Gram teacher after 10% of the run, the loss on from 50% and ramped over 5% (``on``), or
+    only logged (the control: its weight starts rising at the last step, where it is still 0)."""
+    return [f"dino.gram_teacher_step={steps // 10}", f"dino.gram_start={steps // 2 if on else steps - 1}",
             f"dino.gram_ramp_steps={max(1, steps // 20)}"]
 
 
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{a.study}-{arm.replace('+', '_')}-s{seed}-{a.steps}"
             if any(r["name"] == name for r in results):
                 continue
-            extra = gram_sets(a.steps) if arm.endswith("+gram") else []
+            extra = gram_sets(a.steps, on=arm.endswith("+gram")) if a.study == "gram" else []
             r = run_arm(a.out / "runs", name, sets + extra, a.steps, seed)
             r["arm"] = arm
             results.append(r)
