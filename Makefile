@@ -1,34 +1,42 @@
 # Two commands on a fresh machine (Debian/Ubuntu, Python 3.11):
 #   make dashboard   set everything up, then open the dashboard on the built-in data
 #   make test        set everything up, then run the tests (what CI runs)
+# Set-up: apt packages, then a virtual environment .venv made by $(PY) with every pip package
+# in it. Debian's and Ubuntu's own Python refuse `pip install` outside one (PEP 668,
+# "externally-managed-environment"). Any Python 3.11+ works: make setup PY=/usr/bin/python3
 PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-STAMP := .setup-done
+STAMP := $(VENV)/.setup-done
 
 .PHONY: setup dashboard test test-fast demo lint bench
 
+# python3-venv: Debian's Python makes no venv without it; a venv without pip (made before it
+# was there, or half made) is made again
 $(STAMP): requirements.txt requirements-dev.txt
 	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq dataset-fashion-mnist chromium >/dev/null
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(SUDO) apt-get install -y -qq python3-venv dataset-fashion-mnist chromium >/dev/null
+	$(VPY) -m pip --version >/dev/null 2>&1 || $(PY) -m venv --clear $(VENV)
+	$(VPY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 dashboard: $(STAMP)
-	$(PY) -m dashboard
+	$(VPY) -m dashboard
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(VPY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(VPY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)
-	$(PY) -m trainer demo
+	$(VPY) -m trainer demo
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
+	$(VPY) -m ruff check .
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/*.py; do $(VPY) $$b || exit 1; done

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, help="checkpoint step of a run (default: the latest)")
     p.add_argument("--part", help="which backbone of a multi-model file: teacher, student, encoder, target_encoder")
     p.add_argument("--model-name", help="timm model name to build for a weights file, e.g. vit_small_patch16_224")
-    p.add_argument("--num-heads", type=int, help="attention heads of a weights file (default: width / 64)")
+    p.add_argument("--num-heads", type=int, help="attention heads of a weights file (default: from the file's "
+                   "training arguments or model name, else the official size of its width; a guess otherwise)")
     p.add_argument("--data", help="dataset to analyse on: shapes | fashion-mnist | digits | folder "
                                   "(default: the run's own; shapes for weights files)")
     p.add_argument("--data-path", default="", help="dataset root (folder, fashion-mnist)")
@@ -126,14 +127,20 @@ def do_attention(source, out: Path, args) -> list[Path]:
 def do_reconstruction(source, out: Path, args) -> list[Path]:
     from analysis.reconstruction import reconstruct
     from analysis.report import image_grid, write_csv
+    from analysis.source import split_images
+    from trainer.data.datasets import normalize
     from trainer.loading import load_method
 
-    if source.method != "mae":
-        print("reconstruction: skipped, it needs an MAE run (this is "
-              f"{source.method or 'a weights file'})")
+    if source.method == "mae":
+        mae, _, _ = load_method(source.run_dir, source.step)
+        _, _, _, _, x = _images(source, "val", args.n_images)
+    elif source.mae is not None:  # an official MAE file with its decoder, at the decoder's image size
+        mae = source.mae
+        x = normalize(split_images(source, "val", args.n_images, image_size=mae.image_size)[0])
+    else:
+        print("reconstruction: skipped, it needs an MAE run or an MAE file with its decoder (this is "
+              f"{source.method or 'a weights file without one'})")
         return []
-    mae, _, _ = load_method(source.run_dir, source.step)
-    _, _, _, _, x = _images(source, "val", args.n_images)
     r = reconstruct(mae, x, args.mask_ratio, args.seed)
     print(f"MAE masked-patch PSNR at ratio {r.mask_ratio}: {r.psnr_mean:.2f} dB")
     return [image_grid(out / "reconstruction.png", {"original": list(r.original), "masked": list(r.masked),
@@ -223,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         print(f"analysing {source.name} ({source.layout}) on {source.data.name} at {source.data.image_size} px")
+        if source.heads is not None:
+            print(f"{source.heads.heads} attention heads, from {source.heads.source}")
+            if not source.heads.known:
+                print(f"warning: the head count of {source.name} is a guess; pass --num-heads N if you know it",
+                      file=sys.stderr)
+        for note in source.notes:
+            print(note)
         for w in whats:
             for f in RUNNERS[w](source, out, args):
                 print(f"  wrote {f}")

@@ -11,11 +11,15 @@ Layouts understood (the backbone is found wherever ``patch_embed.proj.weight`` l
   ``rope_embed.periods``, ``ls1.gamma``, ``attn.qkv.bias`` with its ``bias_mask``,
   ``mask_token``), built as timm's DINOv3 ViT (an ``Eva``: RoPE, storage tokens, layer scale)
   with the shape read from the weights, the head count from the RoPE periods;
-- MAE (``model`` dict, encoder only or with the ``decoder_*`` weights, which are ignored);
+- MAE (``model`` dict, encoder only or with the ``decoder_*`` weights of models_mae.py, which
+  are kept aside in ``LoadedBackbone.decoder`` for ``analysis.mae_file``);
 - I-JEPA (``encoder``, ``target_encoder``, ``predictor`` dicts with ``module.`` prefixes; no
   [CLS] token, so features are pooled patch tokens);
 - SSLScope's own checkpoints (the JSON sidecar names the backbone's prefix);
 - any timm ViT model name with a local weights file.
+
+The head count, which no weight shows, comes from ``analysis.vit_sizes`` (the file's training
+arguments, a timm model name, the table of official sizes; else a guess the page warns about).
 
 The conversions timm already knows (DINOv2 registers to ``no_embed_class``, position
 resampling, LayerScale ``gamma_`` names; DINOv3's storage tokens, LayerScale and split q / v
@@ -43,14 +47,15 @@ from timm.models.eva import Eva
 from timm.models.eva import checkpoint_filter_fn as eva_filter
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from analysis.vit_sizes import HeadCount, file_model_names, head_count
 from core.vit import ViT
 
 PATCH_KEY = "patch_embed.proj.weight"
 # Training checkpoints of DINO and MAE pickle their argparse arguments: a plain attribute bag,
 # safe to allow in the weights-only unpickler.
 _SAFE_GLOBALS = [argparse.Namespace]
-# Widths whose usual head count is not width / 64 (ViT-H in MAE and I-JEPA).
-_HEADS_BY_WIDTH = {1280: 16}
+# models_mae.py's decoder, kept for reconstructions (decoder_pos_embed: its fixed sin-cos positions)
+DECODER_PREFIXES = ("decoder_embed.", "decoder_blocks.", "decoder_norm.", "decoder_pred.", "decoder_pos_embed")
 # Preference when a file holds several backbones: what DESIGN.md analyses by default.
 _PART_ORDER = ("teacher", "target_encoder", "model", "encoder", "", "student")
 
@@ -131,7 +136,8 @@ def _is_square(n: int) -> bool:
 
 def infer_vit_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
     """timm ``VisionTransformer`` arguments that fit a backbone state dict (before timm's
-    filter). Head count cannot be read from weights: ``num_heads`` or width / 64."""
+    filter). Head count cannot be read from weights: ``num_heads``, else
+    ``analysis.vit_sizes.head_count`` of the width alone (the official size, else width / 64)."""
     w = sd[PATCH_KEY]
     dim = int(w.shape[0])
     patch = int(w.shape[-1]) if w.ndim == 4 else int(math.isqrt(w.shape[1] // 3))
@@ -152,9 +158,9 @@ def infer_vit_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None) 
         no_embed_class, n_patches = False, n_pos - prefix
     else:
         raise CheckpointError(f"pos_embed of length {n_pos} fits no square patch grid with {prefix} prefix tokens")
-    heads = num_heads or _HEADS_BY_WIDTH.get(dim, max(1, dim // 64))
+    heads = num_heads or head_count(dim).heads
     if dim % heads:
-        raise CheckpointError(f"width {dim} is not divisible by {heads} heads; pass num_heads")
+        raise CheckpointError(f"width {dim} is not divisible by {heads} heads; give a head count that divides it")
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
     if fc1 is None:
         raise CheckpointError("blocks use an MLP other than fc1/fc2 (e.g. SwiGLU); load it with its timm model "
@@ -200,6 +206,17 @@ def dinov3_qkv_biases(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
     return out, any_bias
 
 
+def dinov3_head_count(sd: dict[str, torch.Tensor], names: list[str] = (), num_heads: int | None = None) -> HeadCount:
+    """The head count of a DINOv3 backbone: the caller's, else read from the RoPE periods (head
+    width / 4 of them, so it is known, not guessed), else ``analysis.vit_sizes.head_count``."""
+    periods = sd.get("rope_embed.periods")
+    dim = int(sd[PATCH_KEY].shape[0])
+    if not num_heads and periods is not None and periods.numel() and dim % (4 * int(periods.numel())) == 0:
+        return HeadCount(dim // (4 * int(periods.numel())), f"the file's RoPE periods ({periods.numel()} per head)",
+                         True)
+    return head_count(dim, names, num_heads)
+
+
 def infer_dinov3_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None,
                         qkv_bias: bool = False) -> dict[str, Any]:
     """Arguments to timm's DINOv3 ViT that fit a state dict in Meta's layout. The head count
@@ -240,6 +257,9 @@ class LoadedBackbone:
     prefix: str  # where in the file the backbone was found ("" = top level)
     parts: list[str] = field(default_factory=list)  # every backbone prefix in the file (for ``part=``)
     ignored: list[str] = field(default_factory=list)  # weights not loaded (heads, decoders, predictors)
+    heads: HeadCount | None = None  # the head count built and where it came from
+    decoder: dict[str, torch.Tensor] = field(default_factory=dict)  # MAE decoder + mask_token, prefix stripped
+    args: dict[str, Any] = field(default_factory=dict)  # the file's pickled training arguments, if any
 
 
 def _layout(flat: dict[str, torch.Tensor], prefix: str, model_name: str | None) -> str:
@@ -272,7 +292,8 @@ def _own_checkpoint(p: Path) -> LoadedBackbone | None:
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
     vit, _, ck = load_encoder(run_dir, step)
-    return LoadedBackbone(vit, str(p), "sslscope", ck.meta.get("encoder_prefix", ""))
+    heads = HeadCount(int(vit.blocks[0].attn.num_heads), "the run's config", True)
+    return LoadedBackbone(vit, str(p), "sslscope", ck.meta.get("encoder_prefix", ""), heads=heads)
 
 
 def load_backbone(path: Path | str, part: str | None = None, model_name: str | None = None,
@@ -282,12 +303,15 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
     ``part``: which backbone of a multi-model file (``teacher``, ``student``, ``encoder``,
     ``target_encoder``...; default: teacher, then target encoder, then the only one).
     ``model_name``: a timm model name to build instead of inferring the shape from the weights.
-    ``num_heads``: attention heads when inferring (default width / 64, as in DINO, DeiT, MAE).
+    ``num_heads``: attention heads when inferring (default: ``analysis.vit_sizes.head_count``).
     """
     p = Path(path)
     if part is None and model_name is None and (own := _own_checkpoint(p)) is not None:
         return own
-    flat = flatten(read_weights(p))
+    raw = read_weights(p)
+    args = raw.get("args")
+    args = dict(vars(args)) if isinstance(args, argparse.Namespace) else args if isinstance(args, dict) else {}
+    flat = flatten(raw)
     parts = backbone_prefixes(flat)
     if not parts:
         raise CheckpointError(f"'{p}' holds no ViT backbone (no '{PATCH_KEY}' among its {len(flat)} tensors)")
@@ -306,6 +330,7 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
     if any(k.startswith("decoder_") for k in drop) and "mask_token" in sd:
         drop.append("mask_token")
     ignored += [prefix + k for k in drop]
+    decoder = {k: v for k, v in sd.items() if k in drop and (k.startswith(DECODER_PREFIXES) or k == "mask_token")}
     sd = {k: v for k, v in sd.items() if k not in drop}
     dinov3 = is_dinov3(sd)
     qkv_bias = False
@@ -322,12 +347,15 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
         if not isinstance(vit, (VisionTransformer, Eva)):
             raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; analysis needs a timm "
                                   "VisionTransformer or a DINOv3 ViT")
+        heads = HeadCount(int(vit.blocks[0].attn.num_heads), f"the timm model {model_name}", True)
     elif dinov3:
         import timm
 
-        vit = timm.create_model(DINOV3_MODEL, pretrained=False, **infer_dinov3_kwargs(sd, num_heads, qkv_bias))
+        heads = dinov3_head_count(sd, file_model_names(p, args), num_heads)
+        vit = timm.create_model(DINOV3_MODEL, pretrained=False, **infer_dinov3_kwargs(sd, heads.heads, qkv_bias))
     else:
-        vit = VisionTransformer(**infer_vit_kwargs(sd, num_heads))
+        heads = head_count(int(sd[PATCH_KEY].shape[0]), file_model_names(p, args), num_heads)
+        vit = VisionTransformer(**infer_vit_kwargs(sd, heads.heads))
     if isinstance(vit, Eva):
         sd = eva_filter(sd, vit)
     else:
@@ -337,4 +365,5 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
         built = f"timm model {model_name}" if model_name else "inferred ViT"
         raise CheckpointError(f"'{p}' (backbone under '{prefix}') does not fit the {built}: "
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}; try model_name= or num_heads=")
-    return LoadedBackbone(vit.eval(), str(p), _layout(flat, prefix, model_name), prefix, parts, ignored)
+    return LoadedBackbone(vit.eval(), str(p), _layout(flat, prefix, model_name), prefix, parts, ignored, heads,
+                          decoder, args)

@@ -4,7 +4,8 @@ paper's figures), and the PSNR over the removed patches.
 
 Built from the MAE method's own ``reconstruct`` (the pictures its probe saves) and
 ``psnr_masked``, so the pictures show exactly what training optimises, at any mask ratio
-rather than only the trained one.
+rather than only the trained one. An official MAE file with its decoder
+(``analysis.mae_file.FileMAE``) reconstructs through the same ``mae_pictures`` path.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Reconstruction:
     masked: np.ndarray  # removed patches at the dataset mean colour (0 in normalised units)
     reconstruction: np.ndarray  # the decoder's prediction everywhere
     pasted: np.ndarray  # prediction at removed patches, original at visible ones
+    prediction: np.ndarray  # (B, 3, H, W) float32: the decoder's prediction in normalised-image units
     mask: np.ndarray  # (B, h, w) bool, True = removed
     psnr: np.ndarray  # (B,) dB over each image's removed patches, pixels in [0, 1]
     psnr_mean: float  # dB over all removed patches of the batch (as mae/psnr_masked)
@@ -37,11 +39,11 @@ class Reconstruction:
 def reconstruct(mae: MAE, images: torch.Tensor, mask_ratio: float | None = None, seed: int = 0) -> Reconstruction:
     """Reconstruct normalised images (B, 3, H, W) at the training size, hiding
     round(``mask_ratio`` x N) random patches per image (default: the trained ratio), drawn
-    from a generator seeded with ``seed``."""
-    ratio = mae.cfg.mae.mask_ratio if mask_ratio is None else float(mask_ratio)
+    from a generator seeded with ``seed``. ``mae``: an SSLScope MAE or a ``FileMAE``."""
+    ratio = mae.mask_ratio if mask_ratio is None else float(mask_ratio)
     if not 0 < ratio < 1:
         raise ValueError(f"mask_ratio={ratio} must lie in (0, 1)")
-    size = mae.cfg.data.image_size
+    size = mae.image_size
     if tuple(images.shape[-2:]) != (size, size):
         raise ValueError(f"MAE's decoder has fixed positions for {size} px images; got {tuple(images.shape[-2:])}")
     b = images.shape[0]
@@ -51,6 +53,7 @@ def reconstruct(mae: MAE, images: torch.Tensor, mask_ratio: float | None = None,
     return Reconstruction(
         original=to_uint8_image(images), masked=to_uint8_image(pics.masked),
         reconstruction=to_uint8_image(pics.reconstruction), pasted=to_uint8_image(pics.pasted),
+        prediction=pics.reconstruction.float().cpu().numpy(),
         mask=pics.mask.reshape(b, mae.grid, mae.grid).bool().cpu().numpy(),
         psnr=np.asarray(per_image, np.float32), psnr_mean=float(psnr_masked(pics.pixels, images, pics.mask, p)),
         mask_ratio=ratio, seed=seed)

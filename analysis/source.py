@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis.cache import ResultCache, default_cache_root, file_hash
 from analysis.checkpoints import CheckpointError, load_backbone
+from analysis.vit_sizes import HeadCount
 from core.vit import ViT
 from trainer.config import Config, Data, preset_shape
 from trainer.store import StoreError
@@ -41,6 +42,9 @@ class Source:
     step: int | None = None
     method: str | None = None  # dino | mae | ijepa for SSLScope runs
     config: Config | None = None
+    heads: HeadCount | None = None  # the backbone's head count and where it came from (a guess: warn)
+    mae: Any = None  # analysis.mae_file.FileMAE of an official MAE file with its decoder
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the page and the CLI should say
 
     def data_params(self) -> dict[str, Any]:
         """What identifies the analysed data in a cache key."""
@@ -83,9 +87,14 @@ def open_source(target: Path | str, step: int | None = None, part: str | None = 
         loaded = load_backbone(t, part=part, model_name=model_name, num_heads=num_heads)
     except (CheckpointError, StoreError) as e:
         raise SourceError(str(e)) from None
+    from analysis.mae_file import file_mae
+
+    mae, note = file_mae(loaded)
     root = default_cache_root()
-    key = file_hash(t, root) + (f"|{part}" if part else "") + (f"|{model_name}" if model_name else "")
-    return Source(loaded.vit, t.name, key, ResultCache(root), _external_data(loaded.vit, data), 0, loaded.layout)
+    key = (file_hash(t, root) + (f"|{part}" if part else "") + (f"|{model_name}" if model_name else "")
+           + (f"|heads={loaded.heads.heads}" if loaded.heads else ""))  # another head count, other features
+    return Source(loaded.vit, t.name, key, ResultCache(root), _external_data(loaded.vit, data), 0, loaded.layout,
+                  heads=loaded.heads, mae=mae, notes=[note] if note else [])
 
 
 def _open_run(run_dir: Path, step: int | None, part: str | None, data: Data | None) -> Source:
@@ -100,17 +109,24 @@ def _open_run(run_dir: Path, step: int | None, part: str | None, data: Data | No
     cache = ResultCache(run_dir / "analysis")
     key = file_hash(ck.path, cache.root) + (f"|{part}" if part else "")
     return Source(vit, f"{run_dir.name}@{ck.step}", key, cache, data or cfg.data, cfg.run.seed, "sslscope",
-                  run_dir, ck.step, cfg.run.method, cfg)
+                  run_dir, ck.step, cfg.run.method, cfg, HeadCount(int(vit.blocks[0].attn.num_heads),
+                                                                   "the run's config", True))
 
 
-def split_images(source: Source, split: str,
-                 max_images: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+def split_images(source: Source, split: str, max_images: int = 0,
+                 image_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """uint8 images (N, S, S, 3), labels (N,), object masks (N, S, S) or None, class names of
-    ``split`` of the source's data; the first ``max_images`` (0 = all)."""
+    ``split`` of the source's data; the first ``max_images`` (0 = all). ``image_size``: another
+    side than the data's (an official MAE decoder's fixed positions need its own, e.g. 224)."""
     from trainer.data.datasets import DataError, build_dataset
 
+    data = source.data
+    if image_size and image_size != data.image_size:
+        data = dataclasses.replace(data, image_size=image_size)
+        if data.name == "shapes" and max_images > 0:  # generate only what is shown, at the bigger size
+            data = dataclasses.replace(data, num_train=max(max_images, 1), num_val=max(max_images, 1))
     try:
-        ds = build_dataset(source.data, split, source.seed)
+        ds = build_dataset(data, split, source.seed)
     except DataError as e:
         raise SourceError(str(e)) from None
     n = len(ds) if max_images <= 0 else min(max_images, len(ds))

@@ -36,6 +36,11 @@ TOKENS = Family("Tokens", "registers and high-norm outlier tokens")
 SCHEDULES = Family("Schedules", "learning rate, weight decay, EMA momentum, teacher temperature")
 SPEED = Family("Speed", "training throughput")
 FAMILIES: tuple[Family, ...] = (LOSSES, DINO_COLLAPSE, IBOT, DENSE, EMBEDDING, TOKENS, SCHEDULES, SPEED)
+# Names no declaration knows: read from another trainer's log (``python -m sslscope.monitor
+# import-log`` files them under this prefix) or logged by a user's own code.
+IMPORTED_PREFIX = "imported/"
+IMPORTED = Family("Imported", "metrics read from another trainer's log that SSLScope has no declaration for")
+OTHER = Family("Other metrics", "metrics without a family")
 
 
 @dataclass(frozen=True)
@@ -382,6 +387,11 @@ PROGRESS: tuple[str, ...] = (TRAIN_LOSS, DINO_TEACHER_ENTROPY, DINO_LOG_K, DINO_
 
 
 def metric(name: str) -> Metric:
-    """The declaration of ``name``; an undeclared name (a run from elsewhere) gets a plain one."""
-    return METRICS.get(name) or Metric(name, name, "", Family("Other metrics", "metrics without a family"), "",
-                                       "A metric logged by the run (not described in the Guide).")
+    """The declaration of ``name``; an undeclared name (a run from elsewhere) gets a plain one,
+    in the ``IMPORTED`` family when it carries ``IMPORTED_PREFIX``, else in ``OTHER``."""
+    if name in METRICS:
+        return METRICS[name]
+    if name.startswith(IMPORTED_PREFIX):
+        return Metric(name, name[len(IMPORTED_PREFIX):], "", IMPORTED, "",
+                      "A metric of an imported log whose name has no SSLScope meaning (kept as the log wrote it).")
+    return Metric(name, name, "", OTHER, "", "A metric logged by the run (not described in the Guide).")

@@ -17,6 +17,15 @@ TABS = {"Embeddings": inspect_tabs.embeddings, "Attention": inspect_tabs.attenti
         "Predictions": inspect_tabs.predictions, "Attribution": inspect_tabs.attribution, "Scores": inspect_tabs.scores}
 
 
+def default_run(runs: list[dict]) -> str:
+    """The run Inspect opens on: one picked on another page, else the newest finished run,
+    else the newest run with a checkpoint (``runs`` newest first, each with a checkpoint)."""
+    ids = [r["run_id"] for r in runs]
+    picked = session.remembered_selection(ids, fallback=0)
+    finished = [r["run_id"] for r in runs if r.get("status") == "finished"]
+    return (picked or finished or ids)[0]
+
+
 def _pick_run(root: Path) -> tuple[str, int | None] | None:
     runs = [r for r in (loaders.runs(str(root)) if root.is_dir() else []) if list_checkpoints(r["dir"])]
     if not runs:
@@ -24,9 +33,10 @@ def _pick_run(root: Path) -> tuple[str, int | None] | None:
                 "Or analyse a weights file.")
         return None
     ids = [r["run_id"] for r in runs]
-    default = session.remembered_selection(ids)
     c1, c2 = st.columns([2, 3])
-    run_id = c1.selectbox("Run", ids, index=ids.index(default[0]) if default else 0, key="insp_run")
+    run_id = c1.selectbox("Run", ids, index=ids.index(default_run(runs)), key="insp_run",
+                          format_func=lambda r: f"{r} ({next(x for x in runs if x['run_id'] == r).get('status')})",
+                          on_change=lambda: session.choose(st.session_state["insp_run"]))
     steps = [c.step for c in list_checkpoints(root / run_id)]
     if not steps:  # deleted or pruned since the list was read
         st.warning(f"Run '{run_id}' has no checkpoint any more (deleted or moved); pick another run.")
@@ -51,6 +61,18 @@ def _pick_file(root: Path) -> tuple[str, int | None] | None:
     return str(Path(path.strip()).expanduser()), None
 
 
+def _with_heads(target: str, step: int | None, src):
+    """A file whose head count cannot be known: say so, and let the user set it."""
+    if src.heads is None or src.heads.known:
+        return src
+    st.warning(f"Attention heads: {src.heads.source}. Every attention map and feature depends on it.",
+               icon=":material/warning:")
+    heads = st.number_input("Attention heads", min_value=1, max_value=src.vit.embed_dim, value=src.heads.heads,
+                            key="insp_heads", help=f"Must divide the width, {src.vit.embed_dim}. Most ViTs have "
+                                                   "heads 64 wide (ViT-S/B/L), I-JEPA's ViT-g/16 88 wide.")
+    return src if heads == src.heads.heads else models.source(target, step, int(heads))
+
+
 def render() -> None:
     root = session.runs_dir()
     st.title("Inspect")
@@ -63,13 +85,16 @@ def render() -> None:
         return
     target, step = picked
     try:
-        src = models.source(target, step)
+        src = _with_heads(target, step, models.source(target, step))
     except models.InspectError as e:
         st.error(str(e))
         return
+    heads = f"{src.heads.heads} heads ({src.heads.source})" if src.heads and step is None else ""
     st.caption(f"**{src.name}** · {src.method or src.layout} · width {src.vit.embed_dim}, "
                f"{len(src.vit.blocks)} blocks, patch {src.vit.patch_embed.patch_size[0]} · analysed on "
-               f"`{src.data.name}` at {src.data.image_size} px")
+               f"`{src.data.name}` at {src.data.image_size} px" + (f" · {heads}" if heads else ""))
+    for note in src.notes:
+        st.caption(note)
     tabs = st.tabs(list(TABS), key="tab", on_change="rerun", bind="query-params")  # ?tab=Attention opens it
     for tab, view in zip(tabs, TABS.values()):
         if not tab.open:

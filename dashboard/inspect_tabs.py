@@ -157,7 +157,8 @@ def dense(target: str, step: int | None, src) -> None:
 def _needs(src, method: str, what: str) -> bool:
     if src.method == method:
         return True
-    st.info(f"{what} need an {method.upper() if method == 'mae' else 'I-JEPA'} run; this is "
+    also = " or an MAE file with its decoder (models_mae.py)" if method == "mae" else ""
+    st.info(f"{what} need an {method.upper() if method == 'mae' else 'I-JEPA'} run{also}; this is "
             f"{src.method or 'a weights file'}. Pick one under *Run*.")
     return False
 
@@ -166,15 +167,21 @@ def _needs(src, method: str, what: str) -> bool:
 def reconstructions(target: str, step: int | None, src) -> None:
     from analysis.reconstruction import reconstruct
 
-    if not _needs(src, "mae", "Reconstructions"):
+    file_mae = src.mae if src.method != "mae" else None  # an official MAE file with its decoder
+    if file_mae is None and not _needs(src, "mae", "Reconstructions"):
         return
+    trained = file_mae.mask_ratio if file_mae is not None else src.config.mae.mask_ratio
     c1, c2 = st.columns(2)
-    ratio = c1.slider("Mask ratio", 0.05, 0.95, float(src.config.mae.mask_ratio), 0.05, key="rec_ratio",
-                      help="Share of patches hidden from the encoder (trained at "
-                           f"{src.config.mae.mask_ratio}).")
+    ratio = c1.slider("Mask ratio", 0.05, 0.95, float(trained), 0.05, key="rec_ratio",
+                      help=f"Share of patches hidden from the encoder (trained at {trained}).")
     seed = c2.number_input("Seed", 0, 10_000, 0, key="rec_seed", help="Draws which patches are hidden.")
-    images, _, _, _ = models.split_images(target, step, "val", N_PICTURES)
-    r = reconstruct(models.method(target, step), _normalize(images), ratio, int(seed))
+    if file_mae is None:
+        images, _, _, _ = models.split_images(target, step, "val", N_PICTURES)
+        mae = models.method(target, step)
+    else:  # the decoder's positions are fixed: images at its own size
+        images, _, _, _ = models.split_images(target, step, "val", N_PICTURES, file_mae.image_size)
+        mae = file_mae
+    r = reconstruct(mae, _normalize(images), ratio, int(seed))
     st.metric("Masked-patch PSNR", f"{r.psnr_mean:.2f} dB", help=guide_link(M.MAE_PSNR_MASKED))
     panels = []
     for i in range(len(images)):

@@ -5,7 +5,9 @@ shell string) whose values are validated through ``Config.validate()`` first, st
 detached (its own session, so it outlives a browser tab and the app's reruns) with its output
 in ``<runs dir>/.launches/<name>.log``. Stopping sends SIGTERM to the trainer that run.json
 names (pid and process start time); the trainer checkpoints, marks the run ``stopped`` and
-exits with 143.
+exits with 143. A run that belongs to a launch still in progress (the demo, an ablation:
+``trainer.launcher``'s plan file, which names its launcher the same way) is stopped by stopping
+its launcher, so that the whole launch ends and no further run of it starts.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 import trainer
 from trainer.config import METHODS, ConfigError
+from trainer.launcher import LAUNCH_DIR, read_plans
 from trainer.liveness import is_same_process
-from trainer.store import StoreError, read_run_info
+from trainer.store import StoreError, read_run_info, read_scalars
 
-LAUNCH_DIR = ".launches"  # no run.json inside, so list_runs never mistakes it for a run
 _REPO = Path(trainer.__file__).resolve().parents[1]
 _PROCS: dict[int, subprocess.Popen] = {}  # our children, polled so that none stays a zombie
 
@@ -131,6 +136,94 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError as e:
         return f"(log unreadable: {e.strerror})"
     return "\n".join(text.replace("\r", "\n").splitlines()[-lines:])
+
+
+def latest_launch(root: Path) -> dict[str, Any] | None:
+    """The newest launch plan (demo or ablation) under ``root``, or None."""
+    plans = read_plans(root)
+    return plans[0] if plans else None
+
+
+def launch_of(root: Path, run_id: str) -> dict[str, Any] | None:
+    """The launch still in progress that planned ``run_id``, or None."""
+    return next((p for p in read_plans(root) if p["alive"] and run_id in {r["run_id"] for r in p["runs"]}), None)
+
+
+def launch_progress(root: Path, plan: dict[str, Any]) -> pd.DataFrame:
+    """One row per planned run, in launch order: status (a run without a folder is
+    ``waiting`` while its launcher runs, else ``not started``), step, steps, progress."""
+    rows = []
+    for r in plan["runs"]:
+        steps = int(r.get("steps") or 0)
+        try:
+            info = read_run_info(root / r["run_id"])
+        except StoreError:
+            info = None
+        if info is None:
+            status, step = ("waiting" if plan["alive"] else "not started"), 0
+        else:
+            logged = read_scalars(info["dir"], names=["train/loss"])[0]["step"]
+            status = info.get("status", "?")
+            step = max(int(info.get("step") or 0), int(logged.max()) if len(logged) else 0)
+        rows.append({"run": r["run_id"], "method": r.get("method", "?"), "status": status, "step": step,
+                     "steps": steps, "progress": step / steps if steps else None})
+    return pd.DataFrame(rows, columns=["run", "method", "status", "step", "steps", "progress"])
+
+
+def progress_summary(plan: dict[str, Any], table: pd.DataFrame) -> str:
+    """One line: how far the launch has got, e.g. '4 of 7 runs training (step 60 of 150 on
+    average), 0 finished, 3 waiting; started 40 s ago'."""
+    counts = table["status"].value_counts().to_dict()
+    training = table[table["status"] == "running"]
+    head = f"{len(training)} of {len(table)} runs training"
+    if len(training):
+        head += f" (step {training['step'].mean():.0f} of {training['steps'].max()} on average)"
+    parts = [head] + [f"{counts[s]} {s}" for s in ("finished", "stopped", "failed", "waiting", "not started")
+                      if counts.get(s)]
+    started = float(plan.get("started") or time.time())
+    if plan["alive"]:
+        when = f"started {time.time() - started:.0f} s ago"
+    else:
+        when = f"ended after {float(plan.get('ended') or started) - started:.0f} s"
+    return f"{', '.join(parts)}; {when}"
+
+
+def stop_launch(plan: dict[str, Any]) -> str:
+    """SIGTERM to a launch's launcher: its runs in progress checkpoint and are marked stopped,
+    the runs not yet started never start."""
+    pid = plan.get("pid")
+    if not plan.get("alive") or not isinstance(pid, int):
+        raise LaunchError(f"the {plan.get('command') or 'launch'} '{plan.get('name')}' has already ended")
+    if not is_same_process(plan):
+        raise LaunchError(f"process {pid} of launch '{plan.get('name')}' is not its launcher any more")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return f"the {plan.get('command') or 'launch'} '{plan['name']}' had already ended"
+    except PermissionError:
+        raise LaunchError(f"no permission to stop process {pid}; stop it as its owner") from None
+    reap()
+    return (f"asked the {plan.get('command') or 'launch'} '{plan['name']}' (pid {pid}) to stop: its runs in "
+            "progress save a checkpoint, the ones not started yet will not start")
+
+
+def stop_runs(root: Path, run_ids: list[str]) -> list[str]:
+    """Stop each run, or the launch it belongs to (once per launch); one line per action.
+    Raises nothing: refusals come back as lines too, prefixed 'cannot stop'."""
+    done: set[str] = set()
+    lines = []
+    for run_id in run_ids:
+        plan = launch_of(root, run_id)
+        try:
+            if plan is not None:
+                if plan["name"] not in done:
+                    done.add(plan["name"])
+                    lines.append(stop_launch(plan))
+            else:
+                lines.append(stop(root / run_id))
+        except LaunchError as e:
+            lines.append(f"cannot stop '{run_id}': {e}")
+    return lines
 
 
 def stop(run_dir: Path | str) -> str:

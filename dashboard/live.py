@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import metrics as M
-from core.metrics import FAMILIES, METRICS, Family, family_names, metric
+from core.metrics import FAMILIES, IMPORTED, METRICS, OTHER, Family, family_names, metric
 from dashboard import charts, dense_view, diagnosis, loaders, session
 from dashboard.glossary import guide_link
 from trainer.store import read_events
@@ -111,8 +111,8 @@ def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: Vi
     for family in FAMILIES:
         _family(family, family_names(family), runs, colors, view)
     others = sorted({n for _, f in runs for n in loaders.metric_names(f)} - set(METRICS))
-    if others:  # names no declaration knows (a run written by other code)
-        _family(metric(others[0]).family, tuple(others), runs, colors, view)
+    for family in (IMPORTED, OTHER):  # names no declaration knows: an imported log's, a user's own
+        _family(family, tuple(n for n in others if metric(n).family == family), runs, colors, view)
 
 
 def probe_panel(root: Path, run_ids: list[str]) -> None:

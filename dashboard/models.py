@@ -30,12 +30,13 @@ def analysis_errors() -> tuple[type[Exception], ...]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the checkpoint...")
-def source(target: str, step: int | None):
-    """``analysis.source.open_source`` of a run folder (at ``step``) or a weights file."""
+def source(target: str, step: int | None, num_heads: int | None = None):
+    """``analysis.source.open_source`` of a run folder (at ``step``) or a weights file
+    (``num_heads``: the user's head count when the file's cannot be known)."""
     from analysis.source import open_source
 
     try:
-        return open_source(target, step)
+        return open_source(target, step, num_heads=num_heads)
     except analysis_errors() as e:
         raise InspectError(str(e)) from None
 
@@ -63,13 +64,14 @@ def diagnosis(target: str, step: int | None):
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading images...")
-def split_images(target: str, step: int | None, split: str,
-                 n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
-    """uint8 images (N, S, S, 3), labels, object masks or None, class names of a split."""
+def split_images(target: str, step: int | None, split: str, n: int,
+                 image_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """uint8 images (N, S, S, 3), labels, object masks or None, class names of a split
+    (``image_size``: at another side than the source's data, e.g. an MAE file's 224 px)."""
     from analysis.source import split_images as load
 
     try:
-        return load(source(target, step), split, n)
+        return load(source(target, step), split, n, image_size)
     except analysis_errors() as e:
         raise InspectError(str(e)) from None
 

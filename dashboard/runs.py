@@ -77,6 +77,8 @@ def _table(df: pd.DataFrame) -> list[str]:
             "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         })
     picked = [df.iloc[i]["run"] for i in event.selection.rows] if event and event.selection else []
+    if picked:  # ticked here: the runs Live, Compare and Inspect open on
+        session.remember_selection(picked)
     return picked
 
 
@@ -90,12 +92,10 @@ def _actions(root: Path, picked: list[str]) -> None:
         session.remember_selection(picked)
         navigation.go("compare")
     if row.button("Stop", disabled=not picked, icon=":material/stop_circle:",
-                 help="Send SIGTERM: the trainer saves a checkpoint and marks the run stopped"):
-        for run_id in picked:
-            try:
-                st.toast(launch.stop(root / run_id))
-            except launch.LaunchError as e:
-                st.warning(str(e))
+                 help="Send SIGTERM: the trainer saves a checkpoint and marks the run stopped. A run of the demo "
+                      "or of an ablation stops its whole launch: no further run of it starts."):
+        for line in launch.stop_runs(root, picked):
+            (st.warning if line.startswith("cannot stop") else st.toast)(line)
 
 
 def start_forms(root: Path) -> None:

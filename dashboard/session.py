@@ -40,6 +40,14 @@ def remember_selection(run_ids: list[str]) -> None:
     st.session_state[SELECTED_KEY] = list(run_ids)
 
 
+def choose(run_id: str) -> None:
+    """One run picked (e.g. on Inspect): it comes first on the other pages, the earlier picks
+    after it; the URL's ``?run=`` names it, so a copied link opens it too."""
+    before = st.session_state.get(SELECTED_KEY, [])
+    remember_selection([run_id, *(r for r in before if r != run_id)])
+    st.query_params["run"] = run_id
+
+
 def remembered_selection(available: list[str], fallback: int = 1) -> list[str]:
     """Runs picked earlier in this session that still exist, else those named in the URL
     (``?run=a&run=b``: links to a page with its runs open), else the newest ``fallback``."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,16 @@ ABLATIONS = {
         "neither": [*FIG7, "dino.centering=none", "dino.sharpening=false"],
     },
 }
+
+# The demo, shaped so that its curves come early and it ends within 3 minutes on 2 cores: the four
+# arms of the grid first and together (one core each), then the three methods' defaults; a loss
+# row every 5 steps. 150 steps: the arms' teacher entropies have settled by step 100 (both 0.86
+# ln K, centering only 1.0, sharpening only 0.0) and the 7 runs cost ~250 CPU seconds (each
+# measured alone, one thread), where 200 steps cost ~320: too close to 3 minutes on 2 cores once
+# the last runs leave a core idle. See benchmarks/demo_timing.py.
+DEMO_STEPS = 150
+DEMO_WAVE = 4  # runs side by side on a small machine: the grid's arms, one core each on 2 cores
+
 
 EPILOG = """examples:
   python -m trainer train --method dino --data shapes --steps 300
@@ -96,9 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--group", help="group name (default <study>-<time>)")
     _common(a)
     d = sub.add_parser("demo", help="short DINO, MAE and I-JEPA runs plus the centering/sharpening grid on shapes")
-    d.add_argument("--steps", type=int, default=200, help="steps per run (default 200)")
+    d.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"steps per run (default {DEMO_STEPS})")
     d.add_argument("--runs-dir", help="run store root (default: $SSLSCOPE_RUNS or runs/)")
-    d.add_argument("--parallel", type=int, default=1, help="runs trained at once")
+    d.add_argument("--parallel", type=int, default=0,
+                   help="runs trained at once (default 0: the grid's four arms together, or all seven runs on "
+                        "7+ cores; 1: one after another in this process)")
+    d.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field in every demo run")
     return parser
 
 
@@ -128,57 +141,52 @@ def config_from_args(args: argparse.Namespace, method: str | None = None) -> Con
     return cfg.validate()
 
 
-def _train_argv(cfg: Config) -> list[str]:
-    """argv that retrains ``cfg`` in a fresh process (for --parallel)."""
-    sets = [f"{sec}.{k}={v}" for sec, d in cfg.to_dict().items() for k, v in d.items()]
-    return [sys.executable, "-m", "trainer", "train"] + [x for s in sets for x in ("--set", s)]
-
-
-def run_many(cfgs: list[Config], parallel: int) -> int:
-    """Train configs in turn, or ``parallel`` at a time in child processes; returns failures."""
-    from trainer.loop import train
-
-    if parallel <= 1:
-        failures = 0
-        for cfg in cfgs:
-            print(f"== {cfg.run.name}", flush=True)
-            try:
-                train(cfg, progress=True)
-            except FloatingPointError as e:
-                print(f"run {cfg.run.name} failed: {e}", file=sys.stderr)
-                failures += 1
-        return failures
-    threads = max(1, (os.cpu_count() or 2) // parallel)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    pending, running, failures = list(cfgs), [], 0
-    while pending or running:
-        while pending and len(running) < parallel:
-            cfg = pending.pop(0)
-            print(f"== started {cfg.run.name}", flush=True)
-            running.append((cfg, subprocess.Popen(_train_argv(cfg), env=env)))
-        time.sleep(0.5)
-        for item in list(running):
-            if item[1].poll() is not None:
-                running.remove(item)
-                failures += item[1].returncode != 0
-                print(f"== finished {item[0].run.name} (exit {item[1].returncode})", flush=True)
-    return failures
-
-
 def ablation_configs(base: Config, study: str, group: str) -> list[Config]:
     return [base.with_overrides(sets + [f"run.name={group}-{arm}", f"run.group={group}"]).validate()
             for arm, sets in ABLATIONS[study].items()]
 
 
-def demo_configs(steps: int, runs_dir: str | None) -> list[Config]:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def demo_parallel() -> int:
+    """Demo runs trained at once: the grid's four arms, or all seven on a machine with the cores."""
+    from trainer.launcher import usable_cores
+
+    return max(DEMO_WAVE, min(7, usable_cores()))
+
+
+def demo_configs(steps: int, runs_dir: str | None, sets: list[str] = (), stamp: str = "") -> list[Config]:
+    """The demo's runs in the order they start: the centering x sharpening arms (group
+    ``demo-ablation-<stamp>``), then DINO, MAE and I-JEPA at their defaults (no group)."""
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     extra = [f"run.runs_dir={runs_dir}"] if runs_dir else []
     base = Config().with_overrides([f"optim.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}",
-                                    f"run.eval_every={max(10, steps // 5)}", f"run.ckpt_every={max(10, steps // 4)}"]
-                                   + extra)
-    cfgs = [base.with_overrides([f"run.method={m}", f"run.name=demo-{m}-{stamp}", "run.group="]).validate()
-            for m in METHODS]
-    return cfgs + ablation_configs(base, "centering-sharpening", f"demo-ablation-{stamp}")
+                                    f"run.log_every={max(1, min(5, steps // 20))}",
+                                    f"run.eval_every={max(5, steps // 5)}", f"run.ckpt_every={max(10, steps // 3)}"]
+                                   + extra + list(sets))
+    singles = [base.with_overrides([f"run.method={m}", f"run.name=demo-{m}-{stamp}", "run.group="]).validate()
+               for m in METHODS]
+    return ablation_configs(base, "centering-sharpening", f"demo-ablation-{stamp}") + singles
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input. Imported late: they pull in torch, which a launcher
+    (demo, ablate) does not need before its runs have started."""
+    from trainer.data.datasets import DataError
+    from trainer.runtime import DeviceError
+    from trainer.store import StoreError
+
+    return ConfigError, DataError, StoreError, DeviceError
+
+
+def _stopped() -> tuple[type[Exception], ...]:
+    from trainer.loop import RunStopped
+
+    return (RunStopped,)
+
+
+def _write_errors() -> tuple[type[Exception], ...]:
+    from trainer.store import StoreWriteError
+
+    return (StoreWriteError,)
 
 
 def _one_line(e: BaseException) -> str:
@@ -188,10 +196,7 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from trainer.data.datasets import DataError
-    from trainer.loop import RunStopped
-    from trainer.runtime import DeviceError
-    from trainer.store import StoreError, StoreWriteError
+    from trainer.launcher import run_many
 
     try:
         if args.command == "train":
@@ -209,19 +214,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ablate":
             base = config_from_args(args, method="dino")
             group = args.group or f"{args.study}-{time.strftime('%Y%m%d-%H%M%S')}"
-            return 1 if run_many(ablation_configs(base, args.study, group), args.parallel) else 0
+            return run_many(ablation_configs(base, args.study, group), args.parallel, group, "ablate")
         elif args.command == "demo":
-            return 1 if run_many(demo_configs(args.steps, args.runs_dir), args.parallel) else 0
-    except RunStopped as e:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            runs_dir = args.runs_dir or os.environ.get("SSLSCOPE_RUNS")
+            cfgs = demo_configs(args.steps, runs_dir, args.set, stamp)
+            return run_many(cfgs, args.parallel or demo_parallel(), f"demo-{stamp}", "demo")
+    except _stopped() as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:  # outside a training loop (which stops cleanly on its own handler)
         print("interrupted before a run started training; nothing was left half-written", file=sys.stderr)
         return 130
-    except StoreWriteError as e:  # raised inside a run (disk full): the run is marked failed
+    except _write_errors() as e:  # raised inside a run (disk full): the run is marked failed
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
-    except (ConfigError, DataError, StoreError, DeviceError) as e:
+    except _input_errors() as e:  # evaluated only once something was raised
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except FloatingPointError as e:

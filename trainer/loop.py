@@ -37,6 +37,7 @@ from trainer.models.backbone import param_groups
 from trainer.progress import Progress
 from trainer.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
 from trainer.schedules import cosine_schedule
+from trainer.stopping import StopFlag, stop_signals
 from trainer.store import (
     CheckpointInfo,
     RunWriter,
@@ -48,18 +49,6 @@ from trainer.store import (
 )
 
 KNN_BANK_MAX = 2000  # train images in the online k-NN memory bank (keeps evaluation ~seconds on CPU)
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGINT; the loop checkpoints and exits cleanly at the next step."""
-
-    def __init__(self) -> None:
-        self.reason = ""
-        self.signum = 0
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        self.signum = signum
-        self.reason = f"stopped by signal {signal.Signals(signum).name}"
 
 
 class RunStopped(Exception):
@@ -77,17 +66,20 @@ def new_run_id(cfg: Config) -> str:
     return cfg.run.name or f"{cfg.run.method}-{cfg.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: Config, progress: bool = False) -> Path:
+def train(cfg: Config, progress: bool = False, stop: StopFlag | None = None) -> Path:
     """Train a new run from ``cfg`` (validated here); returns the run folder. Raises
-    :class:`RunStopped` when a signal stopped it."""
+    :class:`RunStopped` when a signal stopped it. ``stop``: a flag shared with a launcher (a
+    signal already caught stops this run after its first step)."""
     cfg = cfg.validate()
     rt = setup_runtime(cfg.run.device)
     root = Path(cfg.run.runs_dir) if cfg.run.runs_dir else default_runs_dir()
     run_id = new_run_id(cfg)
-    if rt.is_main:  # an unwritable store or a taken name is refused before the data loads
-        check_new_run(root, run_id)
-    data = _datasets(cfg)  # bad data fails here, before a run folder exists
-    return _run(cfg, rt, root / run_id, data, resume_from=None, progress=progress)
+    # from here on a signal is never lost: a run folder, once created, always ends marked
+    with stop_signals(stop or StopFlag(), rt.is_main) as flag:
+        if rt.is_main:  # an unwritable store or a taken name is refused before the data loads
+            check_new_run(root, run_id)
+        data = _datasets(cfg)  # bad data fails here, before a run folder exists
+        return _run(cfg, rt, root / run_id, data, None, progress, flag)
 
 
 def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
@@ -101,15 +93,16 @@ def resume(run_dir: Path | str, progress: bool = False, step: int | None = None)
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     rt = setup_runtime(cfg.run.device)
-    lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
-    try:
-        # no checkpoint yet (killed before the first one was whole): start it again from step 0
-        candidates = [pick_checkpoint(run_dir, step)] if step is not None else list_checkpoints(run_dir)
-        data = _datasets(cfg)
-        return _run(cfg, rt, run_dir, data, resume_from=candidates, progress=progress, lock=lock)
-    finally:
-        if lock is not None:
-            lock.release()  # a no-op once the writer has closed it
+    with stop_signals(StopFlag(), rt.is_main) as flag:
+        lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
+        try:
+            # no checkpoint yet (killed before the first one was whole): start it again from step 0
+            candidates = [pick_checkpoint(run_dir, step)] if step is not None else list_checkpoints(run_dir)
+            data = _datasets(cfg)
+            return _run(cfg, rt, run_dir, data, candidates, progress, flag, lock)
+        finally:
+            if lock is not None:
+                lock.release()  # a no-op once the writer has closed it
 
 
 def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
@@ -121,8 +114,27 @@ def _datasets(cfg: Config) -> tuple[ImageDataset, ImageDataset]:
     return data
 
 
+def _open_writer(cfg: Config, run_dir: Path, resume_from: list[CheckpointInfo] | None, start: int,
+                 skipped: list[str], lock: RunLock | None) -> RunWriter:
+    """Create the run folder, or reopen it for a resume: say which checkpoints were passed over,
+    and cut what the abandoned timeline wrote after ``start`` (from scratch: step 0's rows too)."""
+    if resume_from is None:
+        return RunWriter.create(run_dir.parent, run_dir.name, cfg.to_dict(), cfg.run.method, cfg.run.group)
+    writer = RunWriter.reopen(run_dir, lock=lock)
+    for line in skipped:
+        print(f"warning: checkpoint {line}; resuming from step {start} instead", file=sys.stderr)
+        writer.log_event(start, "warning", f"checkpoint {line}; resumed from step {start} instead")
+    if not resume_from:
+        print(f"warning: run '{run_dir}' has no checkpoint yet; starting it again from step 0", file=sys.stderr)
+    writer.truncate_after(start if resume_from else -1)
+    writer.log_event(start, "info", f"resumed from step {start}" if resume_from else
+                     "no checkpoint yet: started again from step 0")
+    return writer
+
+
 def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, ImageDataset],
-         resume_from: list[CheckpointInfo] | None, progress: bool, lock: RunLock | None = None) -> Path:
+         resume_from: list[CheckpointInfo] | None, progress: bool, stop: StopFlag,
+         lock: RunLock | None = None) -> Path:
     o, r = cfg.optim, cfg.run
     # --- set-up: everything that can fail on a bad config runs before the run is written ---
     seed_everything(r.seed)  # same init on every rank; data and masks are seeded per rank
@@ -172,26 +184,12 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
             writer.set_progress(step)
             saved[0] = step
 
-    stop = _StopFlag()
-    old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)} if rt.is_main else {}
     bar = Progress(o.steps, start, enabled=progress and rt.is_main)
     params = method.trainable_parameters()
     step, t_last, n_last = start, time.perf_counter(), start
     try:
         if rt.is_main:  # the run folder appears only now, after every set-up step has worked
-            if resume_from is None:
-                writer = RunWriter.create(run_dir.parent, run_dir.name, cfg.to_dict(), r.method, r.group)
-            else:
-                writer = RunWriter.reopen(run_dir, lock=lock)
-                for line in skipped:
-                    print(f"warning: checkpoint {line}; resuming from step {start} instead", file=sys.stderr)
-                    writer.log_event(start, "warning", f"checkpoint {line}; resumed from step {start} instead")
-                if not resume_from:
-                    print(f"warning: run '{run_dir}' has no checkpoint yet; starting it again from step 0",
-                          file=sys.stderr)
-                writer.truncate_after(start if resume_from else -1)  # from scratch: step 0's rows too
-                writer.log_event(start, "info", f"resumed from step {start}" if resume_from else
-                                 "no checkpoint yet: started again from step 0")
+            writer = _open_writer(cfg, run_dir, resume_from, start, skipped, lock)
         if start == 0:
             evaluate(0)  # the random-initialisation reference for every curve
         for it in range(start, o.steps):
@@ -258,8 +256,6 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         raise
     finally:
         bar.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
         if writer is not None:
             writer.close()
         teardown_runtime()

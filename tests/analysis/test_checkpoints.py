@@ -201,3 +201,66 @@ def test_sslscope_checkpoint_uses_its_run_config(tmp_path):
     alone = load_backbone(lone, num_heads=2)
     assert alone.prefix == "encoder." and alone.vit.num_reg_tokens == 2
     _assert_same(method.encoder(), alone.vit)
+
+
+def _wide_vit(dim, heads, seed=0, **kw):
+    """A one-block ViT of a released width (patch 16, 32 px: 4 patches), every weight random."""
+    return _vit(seed, img_size=32, patch_size=16, embed_dim=dim, depth=1, num_heads=heads, mlp_ratio=0.25, **kw)
+
+
+def _assert_differs(a, b, size=32):
+    x = _images(size=size)
+    with torch.no_grad():
+        assert (b.forward_features(x) - a.forward_features(x)).abs().max() > 1e-3
+
+
+def test_ijepa_vit_g16_file_loads_with_16_heads_not_width_over_64(tmp_path):
+    kw = dict(class_token=False, global_pool="avg", fc_norm=False)
+    ref = _wide_vit(1408, 16, **kw)  # I-JEPA's ViT-g/16: width 1408, 16 heads of 88
+    path = tmp_path / "IN22K-vit.g.16-600e.pth.tar"
+    torch.save({"target_encoder": _prefixed(ref.state_dict(), "module."), "epoch": 600}, path)
+    out = load_backbone(path)
+    assert out.vit.blocks[0].attn.num_heads == 16 and out.heads.known
+    assert "width 1408" in out.heads.source and "I-JEPA" in out.heads.source
+    _assert_same(ref, out.vit, size=32)
+    # the old rule, width / 64 = 22 heads, loads the same weights without complaint and answers wrongly
+    _assert_differs(ref, load_backbone(path, num_heads=22).vit)
+
+
+def test_head_count_from_the_files_training_arguments_and_timm_names(tmp_path):
+    import json
+
+    ref = _vit(embed_dim=384, num_heads=6)
+    torch.save({"teacher": ref.state_dict(), "args": argparse.Namespace(arch="vit_small", patch_size=8)},
+               tmp_path / "checkpoint.pth")
+    out = load_backbone(tmp_path / "checkpoint.pth")
+    assert out.heads.heads == 6 and "vit_small_patch8_224" in out.heads.source
+    # SigLIP's So400m: width 1152 is in no table and width / 64 = 18, but its timm name says 16
+    so = _wide_vit(1152, 16)
+    named = tmp_path / "vit_so400m_patch14_siglip_224.webli.safetensors"
+    save_file(so.state_dict(), named)
+    out = load_backbone(named)
+    assert out.heads.heads == 16 and out.heads.known and "vit_so400m_patch14_siglip_224" in out.heads.source
+    _assert_same(so, out.vit, size=32)
+    hub = tmp_path / "hub"  # Hugging Face's timm layout: model.safetensors beside config.json
+    hub.mkdir()
+    save_file(so.state_dict(), hub / "model.safetensors")
+    (hub / "config.json").write_text(json.dumps({"architecture": "vit_so400m_patch14_siglip_224"}))
+    assert load_backbone(hub / "model.safetensors").heads.heads == 16
+    (hub / "config.json").unlink()
+    guessed = load_backbone(hub / "model.safetensors")
+    assert guessed.heads.heads == 18 and not guessed.heads.known
+
+
+def test_a_width_in_no_table_is_flagged_as_a_guess_and_the_count_can_be_given(tmp_path):
+    ref = _vit(embed_dim=80, num_heads=5)  # head dim 16: no official size, width / 64 says 1
+    save_file(ref.state_dict(), tmp_path / "mine.safetensors")
+    out = load_backbone(tmp_path / "mine.safetensors")
+    assert (out.heads.heads, out.heads.known) == (1, False)
+    assert "a guess: width 80 is no official ViT size" in out.heads.source
+    given = load_backbone(tmp_path / "mine.safetensors", num_heads=5)
+    assert given.heads.known and given.heads.source == "your setting"
+    _assert_same(ref, given.vit)
+    _assert_differs(ref, out.vit, size=16)
+    with pytest.raises(CheckpointError, match="not divisible by 3 heads"):
+        load_backbone(tmp_path / "mine.safetensors", num_heads=3)

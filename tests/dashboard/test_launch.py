@@ -96,3 +96,55 @@ def test_stop_refuses_a_pid_that_is_no_trainer(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+_FAKE_LAUNCHER = textwrap.dedent("""
+    import signal, sys, time
+    from trainer.config import Config
+    from trainer.launcher import Plan
+    from trainer.store import RunWriter
+    root = sys.argv[1]
+    cfgs = [Config().with_overrides([f"run.runs_dir={root}", f"run.name=a{i}", "optim.steps=50"]) for i in range(3)]
+    plan = Plan(cfgs, "demo-x", "demo", 2)
+    plan.write()
+    w = RunWriter.create(root, "a0", {"optim": {"steps": 50}}, "dino")
+    w.log_scalars(5, 0.0, {"train/loss": 1.0})
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    print("ready", flush=True)
+    while not stop:
+        time.sleep(0.05)
+    w.set_status("stopped", "stopped by signal SIGTERM"); w.close()
+    from trainer.stopping import StopFlag
+    flag = StopFlag(); flag.reason = "stopped by signal SIGTERM"
+    plan.end(flag, cfgs[1:])
+""")
+
+
+def test_a_run_of_a_launch_in_progress_is_stopped_by_stopping_its_launcher(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _FAKE_LAUNCHER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(launch.__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        plan = launch.latest_launch(tmp_path)
+        assert plan["alive"] and plan["pid"] == proc.pid
+        table = launch.launch_progress(tmp_path, plan)
+        assert table[["run", "status", "step", "steps"]].values.tolist() == [
+            ["a0", "running", 5, 50], ["a1", "waiting", 0, 50], ["a2", "waiting", 0, 50]]
+        assert launch.progress_summary(plan, table).startswith("1 of 3 runs training (step 5 of 50 on average), "
+                                                               "2 waiting; started ")
+        # two runs of the same launch ticked: one SIGTERM, to the launcher, said once
+        lines = launch.stop_runs(tmp_path, ["a0", "a0"])
+        assert len(lines) == 1 and f"asked the demo 'demo-x' (pid {proc.pid}) to stop" in lines[0]
+        assert proc.wait(30) == 0
+        plan = launch.latest_launch(tmp_path)
+        assert not plan["alive"] and plan["not_started"] == ["a1", "a2"]
+        table = launch.launch_progress(tmp_path, plan)
+        assert table["status"].tolist() == ["stopped", "not started", "not started"]
+        assert "1 stopped, 2 not started; ended after" in launch.progress_summary(plan, table)
+        assert launch.stop_runs(tmp_path, ["a0"]) == ["cannot stop 'a0': run 'a0' is stopped, not running"]
+        with pytest.raises(launch.LaunchError, match="has already ended"):
+            launch.stop_launch(plan)
+    finally:
+        proc.kill()
+        proc.wait()

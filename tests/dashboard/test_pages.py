@@ -91,6 +91,43 @@ def test_welcome_page_offers_the_demo(tmp_path, monkeypatch):
     at = page_app("first_start", tmp_path / "empty", monkeypatch).run()
     no_exception(at)
     assert at.button(key="welcome_demo").label == "Start the demo"
+    from dashboard.first_start import demo_times_sentence
+
+    assert demo_times_sentence() in at.markdown[1].value
+    # the README states the same measured times (benchmarks/demo_timing.py)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert demo_times_sentence() in readme
+
+
+def test_welcome_page_says_how_far_the_demo_has_got(tmp_path, monkeypatch):
+    from trainer.config import Config
+    from trainer.launcher import Plan
+    from trainer.stopping import StopFlag
+    from trainer.store import RunWriter
+
+    cfgs = [Config().with_overrides([f"run.runs_dir={tmp_path}", f"run.name=r{i}", "optim.steps=150"])
+            for i in range(3)]
+    plan = Plan(cfgs, "demo-t", "demo", 2)  # this process plays the launcher, so the plan is alive
+    plan.write()
+    w = RunWriter.create(tmp_path, "r0", {"optim": {"steps": 150}}, "dino")
+    w.log_scalars(60, 0.5, {"train/loss": 2.0})
+    at = page_app("first_start", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert at.info[0].value.startswith("**The demo** is running: 1 of 3 runs training (step 60 of 150 on average), "
+                                       "2 waiting; started ")
+    df = at.dataframe[0].value
+    assert df[["run", "status", "step"]].values.tolist() == [["r0", "running", 60], ["r1", "waiting", 0],
+                                                            ["r2", "waiting", 0]]
+    assert at.button(key="welcome_stop").label == "Stop the demo"
+    w.set_status("stopped", "stopped by signal SIGTERM")
+    flag = StopFlag()
+    flag.reason = "stopped by signal SIGTERM"
+    plan.end(flag, cfgs[1:])
+    at = page_app("first_start", tmp_path, monkeypatch).run()
+    no_exception(at)
+    assert at.dataframe[0].value["status"].tolist() == ["stopped", "not started", "not started"]
+    assert not [b for b in at.button if b.key == "welcome_stop"]
+    assert any("1 stopped, 2 not started; ended after" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("page", ["runs", "live", "compare"])
@@ -147,6 +184,33 @@ def _inspect(root, monkeypatch, run: str, tab: str) -> AppTest:
     at.session_state["selected_runs"] = [run]
     at.session_state["tab"] = tab
     return at.run()
+
+
+def test_inspect_opens_on_the_newest_finished_run_at_its_last_checkpoint(real_store, tmp_path, monkeypatch):
+    import json
+
+    root = tmp_path / "runs"
+    for name, status, started in [("older", "finished", 1.0), ("done", "finished", 2.0), ("halted", "stopped", 3.0)]:
+        shutil.copytree(real_store / "dino", root / name)
+        info = json.loads((root / name / "run.json").read_text())
+        info.update(run_id=name, status=status, started=started)
+        (root / name / "run.json").write_text(json.dumps(info))
+    at = page_app("inspect", root, monkeypatch, timeout=300)
+    at.session_state["tab"] = "Scores"
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="insp_run").value == "done"  # not 'halted', the newest with a checkpoint
+    steps = sorted(int(p.stem.split("_")[1]) for p in (root / "done" / "checkpoints").glob("step_*.json"))
+    assert at.select_slider(key="insp_step_done").value == steps[-1] and len(steps) > 1
+    # a run chosen here is the one the other pages open on, first
+    at.session_state["selected_runs"] = ["older"]
+    at.selectbox(key="insp_run").set_value("halted").run()
+    assert at.session_state["selected_runs"] == ["halted", "older"]
+    assert at.query_params["run"] == "halted"
+    # and the link it leaves (?run=halted) opens the same run on another page, in a new session
+    live = page_app("live", root, monkeypatch)
+    live.query_params["run"] = "halted"
+    assert live.run().multiselect(key="live_runs").value == ["halted"]
 
 
 def test_inspect_embeddings_tab_draws_the_umap_coloured_by_class(real_store, monkeypatch):
@@ -218,6 +282,60 @@ def test_inspect_unreadable_upload_and_missing_weights_file(real_store, tmp_path
     at.text_input(key="insp_path").set_value(str(junk)).run()
     no_exception(at)
     assert at.error and "junk.pth" in at.error[0].value
+
+
+def test_inspect_warns_when_a_files_head_count_is_a_guess_and_takes_the_users(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=4, embed_dim=80, depth=1, num_heads=5, num_classes=0)
+    save_file(vit.state_dict(), tmp_path / "mine.safetensors")
+    at = page_app("inspect", tmp_path, monkeypatch, timeout=300)
+    at.session_state["insp_mode"] = "a weights file"
+    at.session_state["insp_path"] = str(tmp_path / "mine.safetensors")
+    at.session_state["tab"] = "Attention"
+    at.run()
+    no_exception(at)
+    assert "a guess: width 80 is no official ViT size" in at.warning[0].value
+    assert at.number_input(key="insp_heads").value == 1
+    at.number_input(key="insp_heads").set_value(5).run()
+    no_exception(at)
+    assert "5 heads (your setting)" in at.caption[1].value
+    titles = [a["text"] for a in plotly_specs(at)["attention_grid"]["layout"]["annotations"]]
+    assert titles[-1] == "head 4"  # five heads drawn
+    # an official size needs no box
+    big = VisionTransformer(img_size=32, patch_size=16, embed_dim=384, depth=1, num_heads=6, num_classes=0)
+    save_file(big.state_dict(), tmp_path / "s16.safetensors")
+    at.text_input(key="insp_path").set_value(str(tmp_path / "s16.safetensors")).run()
+    no_exception(at)
+    assert not at.warning and not [n for n in at.number_input if n.key == "insp_heads"]
+    assert "6 heads (the official size of width 384" in at.caption[1].value
+
+
+def test_inspect_reconstructs_with_an_official_mae_files_decoder(tmp_path, monkeypatch):
+    import argparse
+
+    import torch
+
+    from tests.analysis.test_mae_file import MaskedAutoencoderViT
+
+    torch.manual_seed(0)
+    path = tmp_path / "mae_visualize_vit_tiny.pth"
+    torch.save({"model": MaskedAutoencoderViT().state_dict(), "args": argparse.Namespace(mask_ratio=0.75)}, path)
+    at = page_app("inspect", tmp_path, monkeypatch, timeout=300)
+    at.session_state["insp_mode"] = "a weights file"
+    at.session_state["insp_path"] = str(path)
+    at.session_state["tab"] = "Reconstructions"
+    at.run()
+    no_exception(at)
+    assert not at.error and "reconstructions" in plotly_specs(at)
+    assert at.slider(key="rec_ratio").value == 0.75
+    assert any("MAE decoder: width 64, 2 blocks, 16 heads" in c.value for c in at.caption)
+    at.slider(key="rec_ratio").set_value(0.5).run()
+    no_exception(at)
+    assert "reconstructions" in plotly_specs(at)
 
 
 def test_unreadable_picture_upload_is_refused():

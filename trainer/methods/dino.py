@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import metrics as M
-from core.collapse import high_norm_frac
+from core.collapse import high_norm_frac, register_attn_share
 from core.dense import dense_stats
 from core.eval_mode import eval_mode
 from core.images import to_uint8_image
@@ -276,7 +276,7 @@ class DINO(EMAMethod):
         cls_attn = attn[:, :, 0, p:].reshape(attn.shape[0], attn.shape[1], side, side)  # (P, heads, h, w)
         stats = {M.TOKENS_HIGH_NORM_FRAC_PROBE: float(high_norm_frac(tokens[:, p:]))}
         if p > 1:  # share of all queries' attention that lands on the register tokens
-            stats[M.TOKENS_REGISTER_ATTN_SHARE] = float(attn[..., 1:p].sum(-1).mean())
+            stats[M.TOKENS_REGISTER_ATTN_SHARE] = float(register_attn_share(attn, p))
         patches = tokens[:, p:].reshape(len(tokens), side, side, -1)
         arrays = {"original": to_uint8_image(images), "attn": cls_attn.cpu().numpy().astype(np.float32),
                   "embeddings": tokens[:, 0].float().cpu().numpy(),

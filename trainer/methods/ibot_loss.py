@@ -18,44 +18,27 @@ Logged (``core.metrics``): ``ibot/loss`` (the term above, which enters the total
 ``dino.ibot_weight``), ``ibot/ce`` (the unweighted mean CE over masked tokens: DINOv2 logs only
 the weighted, halved term), ``ibot/teacher_entropy`` and ``ibot/kl`` (means over masked tokens,
 KL = CE - H), ``ibot/log_k`` (ln K of the patch prototypes) and ``ibot/center_norm``.
+
+This module holds the state (patch centre, tau_t schedule); the pure maths and the ``ibot/*``
+dict are ``core.dino_stats``'s, next to the [CLS] loss's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 
-from core import metrics as M
+from core.dino_stats import (  # noqa: F401 - the maths lives in core; these names stay importable from here
+    ibot_cross_entropy,
+    ibot_stats,
+    masked_mean,
+    sinkhorn_knopp,
+    teacher_probs_centered,
+    weighted_patch_loss,
+)
 from trainer.config import Config
-from trainer.methods.dino_loss import CENTERINGS, sinkhorn_knopp, teacher_probs_centered, teacher_temp_schedule
-from trainer.schedules import value_at
-
-
-def ibot_cross_entropy(teacher_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
-    """(M,) -sum_k p_t log softmax(g_s / tau_s) per masked token; inputs (M, K)."""
-    return torch.sum(-teacher_probs * F.log_softmax(student_logits.float() / student_temp, dim=-1), dim=-1)
-
-
-def weighted_patch_loss(ce: torch.Tensor, weights: torch.Tensor, n_crops: int) -> torch.Tensor:
-    """sum_j w_j CE_j / n_crops (DINOv2's ``forward_masked``): ``ce``, ``weights`` (M,)."""
-    return (ce * weights.to(ce.dtype)).sum() / max(n_crops, 1)
-
-
-@torch.no_grad()
-def masked_mean(teacher_logits: torch.Tensor) -> torch.Tensor:
-    """(1, K) mean over the masked tokens of every rank (their counts may differ)."""
-    total = teacher_logits.float().sum(0, keepdim=True)
-    count = torch.tensor(float(teacher_logits.shape[0]), device=total.device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(total)
-        dist.all_reduce(count)
-    return total / count.clamp(min=1.0)
+from trainer.methods.dino_loss import CenteredTeacherLoss, teacher_temp_schedule
 
 
 @dataclass
@@ -67,29 +50,16 @@ class IBOTLossOutput:
     stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
-class IBOTPatchLoss(nn.Module):
-    """The iBOT patch loss with its patch centre (buffer ``center`` (1, K), checkpointed), the
-    centring mode of the [CLS] loss, tau_t schedule and tau_s (module docstring)."""
-
-    def __init__(self, out_dim: int, student_temp: float, teacher_temp_schedule: np.ndarray,
-                 centering: str = "mean", center_momentum: float = 0.9, sinkhorn_iters: int = 3):
-        super().__init__()
-        assert centering in CENTERINGS, f"centering '{centering}' is not one of {CENTERINGS}"
-        self.student_temp = student_temp
-        self.teacher_temp_schedule = np.asarray(teacher_temp_schedule, np.float64)
-        self.centering = centering
-        self.center_momentum = center_momentum
-        self.sinkhorn_iters = sinkhorn_iters
-        self.register_buffer("center", torch.zeros(1, out_dim))
+class IBOTPatchLoss(CenteredTeacherLoss):
+    """The iBOT patch loss with its own patch centre (buffer ``center`` (1, K), checkpointed),
+    the centring mode of the [CLS] loss, tau_t schedule and tau_s (module docstring)."""
 
     @classmethod
     def from_config(cls, cfg: Config, out_dim: int) -> IBOTPatchLoss:
+        """The patch loss of ``cfg.dino`` with ``out_dim`` patch prototypes (shared or separate head)."""
         d = cfg.dino
         return cls(out_dim, d.student_temp, teacher_temp_schedule(cfg), d.centering, d.center_momentum,
                    d.sinkhorn_iters)
-
-    def teacher_temp(self, it: int) -> float:
-        return value_at(self.teacher_temp_schedule, it)
 
     @torch.no_grad()
     def teacher_probs(self, teacher_logits: torch.Tensor, it: int) -> torch.Tensor:
@@ -115,14 +85,5 @@ class IBOTPatchLoss(nn.Module):
         loss = weighted_patch_loss(ce, weights, n_crops)
         if update_center:
             self.update_center(teacher_logits)  # after the loss, as the [CLS] centre
-        with torch.no_grad():
-            p = probs.float()
-            ent = -(p * torch.log(p + 1e-12)).sum(-1)  # (M,)
-            ce_mean = ce.detach().mean() if len(ce) else ce.new_zeros(())
-            ent_mean = ent.mean() if len(ent) else ent.new_zeros(())
-        stats: dict[str, torch.Tensor | float] = {
-            M.IBOT_LOSS: loss.detach(), M.IBOT_CE: ce_mean, M.IBOT_TEACHER_ENTROPY: ent_mean,
-            M.IBOT_KL: ce_mean - ent_mean, M.IBOT_LOG_K: math.log(teacher_logits.shape[-1]),
-            M.IBOT_CENTER_NORM: self.center.norm(),
-        }
+        stats = ibot_stats(loss, ce, probs, self.center)
         return IBOTLossOutput(loss, probs, stats)

@@ -28,6 +28,7 @@ from core.eval_mode import eval_mode
 from core.features import image_feature
 from core.images import to_uint8_image
 from core.koleo import koleo_loss
+from core.latent import feature_std, jepa_loss, jepa_stats  # noqa: F401 - feature_std stays importable from here
 from core.probes import ORIGINAL, ProbeEntry
 from core.vit import block_tokens
 from trainer.config import Config, ConfigError
@@ -48,23 +49,10 @@ def block_targets(h: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
     return gather_tokens(h.repeat(t, 1, 1), target_ids.transpose(0, 1).reshape(t * b, k))
 
 
-def jepa_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean over target patches and dims: smooth L1 (official code) or squared L2 (paper)."""
-    if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target)
-    return F.mse_loss(pred, target)
-
-
 def variance_hinge(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """VICReg's variance term: mean over dims of relu(gamma - std over the batch). (N, D) -> scalar."""
     std = torch.sqrt(z.float().var(dim=0) + eps)
     return F.relu(gamma - std).mean()
-
-
-def feature_std(z: torch.Tensor) -> torch.Tensor:
-    """Std over every token (rows of all leading dims) per feature dim, averaged over dims:
-    about 1 for layer-normed features that vary, 0 when every token is the same."""
-    return z.detach().float().reshape(-1, z.shape[-1]).std(dim=0).mean()
 
 
 @dataclass
@@ -137,7 +125,7 @@ class IJEPA(EMAMethod):
             loss = loss + j.reg_weight * reg
             stats[M.IJEPA_REG] = reg.detach()
         with torch.no_grad():
-            stats.update({M.IJEPA_TARGET_STD: feature_std(target), M.IJEPA_PRED_STD: feature_std(pred)})
+            stats.update(jepa_stats(pred, target))
             stats.update(self.feature_stats(self.encoder(), pre))  # target encoder, full image
         return StepOutput(loss, stats)
 

@@ -10,7 +10,6 @@ loss is the MSE on the removed patches only, optionally against per-patch normal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,16 @@ from torch import nn
 from core import metrics as M
 from core.eval_mode import eval_mode
 from core.features import image_feature
-from core.images import MEAN, STD, to_uint8_image
+from core.images import to_uint8_image
+from core.patches import (  # noqa: F401 - the maths lives in core; these names stay importable from here
+    masked_mse,
+    patchify,
+    pixel_targets,
+    psnr_masked,
+    to_unit_pixels,
+    unnormalize_patches,
+    unpatchify,
+)
 from core.probes import ORIGINAL, ProbeEntry
 from core.vit import block_tokens
 from trainer.config import Config, ConfigError
@@ -34,55 +42,14 @@ from trainer.models.mae_decoder import MAEDecoder
 PROBE_IT = -1  # the probe batch's masks come from step_generator(seed, PROBE_IT): one fixed draw
 
 
-def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, L, p*p*3), patches in raster order, pixels (row, col, channel)."""
-    b, c, h_px, w_px = imgs.shape
-    h, w = h_px // p, w_px // p
-    x = imgs.reshape(b, c, h, p, w, p)
-    x = torch.einsum("nchpwq->nhwpqc", x)
-    return x.reshape(b, h * w, p * p * c)
-
-
-def unpatchify(x: torch.Tensor, p: int, c: int = 3) -> torch.Tensor:
-    """(B, L, p*p*c) -> (B, c, H, W); inverse of ``patchify`` for a square grid."""
-    b, n, _ = x.shape
-    h = w = math.isqrt(n)
-    x = x.reshape(b, h, w, p, p, c)
-    x = torch.einsum("nhwpqc->nchpwq", x)
-    return x.reshape(b, c, h * p, w * p)
-
-
-def pixel_targets(imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
-    """Reconstruction targets (B, L, p*p*3): the patches, or with ``norm_pix_loss`` each patch
-    normalised by its own mean and variance (models_mae.forward_loss)."""
-    target = patchify(imgs, p)
-    if norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1.0e-6) ** 0.5
-    return target
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE over the removed patches only: pred, target (B, L, K), mask (B, L), 1 = removed."""
-    loss = ((pred - target) ** 2).mean(dim=-1)  # (B, L), mean loss per patch
-    return (loss * mask).sum() / mask.sum()
-
-
-def to_unit_pixels(patches: torch.Tensor, c: int = 3) -> torch.Tensor:
-    """Patches (..., p*p*c) of normalised images -> the same in [0, 1] pixel units, clamped."""
-    mean = torch.tensor(MEAN, dtype=patches.dtype, device=patches.device)
-    std = torch.tensor(STD, dtype=patches.dtype, device=patches.device)
-    k = patches.shape[-1] // c  # channel is the fastest-varying index of a patch
-    return (patches * std.repeat(k) + mean.repeat(k)).clamp(0, 1)
-
-
-def psnr_masked(pred_pix: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, p: int) -> torch.Tensor:
-    """PSNR in dB over the removed patches, in [0, 1] pixels. ``pred_pix`` (B, L, p*p*3) is a
-    prediction in normalised-image units (not norm-pix units), ``imgs`` (B, 3, H, W)."""
-    err = (to_unit_pixels(pred_pix.float()) - to_unit_pixels(patchify(imgs.float(), p))) ** 2
-    mse = (err.mean(dim=-1) * mask).sum() / mask.sum()
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+def pixels_from_pred(pred: torch.Tensor, imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
+    """A prediction (B, L, p*p*3) in normalised-image units. Under ``norm_pix_loss`` the decoder
+    predicts per-patch normalised pixels; they are mapped back with the true patch's mean and
+    variance, as the MAE demo does for its pictures."""
+    pred = pred.detach().float()
+    if not norm_pix_loss:
+        return pred
+    return unnormalize_patches(pred, patchify(imgs.float(), p))
 
 
 @dataclass
@@ -94,6 +61,23 @@ class Pictures:
     masked: torch.Tensor  # (B, 3, H, W) input with the removed patches at 0 (the dataset mean colour)
     reconstruction: torch.Tensor  # (B, 3, H, W) the decoder's prediction everywhere
     pasted: torch.Tensor  # (B, 3, H, W) prediction at removed patches, original at visible ones
+
+
+@torch.no_grad()
+def mae_pictures(vit: nn.Module, decoder: nn.Module, images: torch.Tensor, g: torch.Generator, mask_ratio: float,
+                 p: int, norm_pix_loss: bool) -> Pictures:
+    """The pictures of an MAE (encoder ``vit`` + ``decoder``, patch ``p``) on normalised images
+    (B, 3, H, W), masks drawn from ``g`` exactly as training draws them: SSLScope's MAE and an
+    official MAE file with its decoder (``analysis.mae_file``) share this one path."""
+    b, n = images.shape[0], (images.shape[-2] // p) * (images.shape[-1] // p)
+    ids_keep, ids_restore, mask = random_masking(b, n, mask_ratio, g, images.device)
+    with eval_mode(vit), eval_mode(decoder):
+        pred = decoder(forward_masked(vit, images, ids_keep), ids_restore)  # (B, L, p*p*3)
+    pix = pixels_from_pred(pred, images, p, norm_pix_loss)  # (B, L, p*p*3), normalised-image units
+    mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
+    recon = unpatchify(pix, p)
+    masked = images * (1 - mask_px)
+    return Pictures(pix, mask, masked, recon, masked + recon * mask_px)
 
 
 class MAE(Method):
@@ -165,29 +149,25 @@ class MAE(Method):
         return loss, pred, mask, pre
 
     def pixels_from_pred(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
-        """Prediction in normalised-image units (B, L, p*p*3). With ``norm_pix_loss`` the
-        decoder predicts per-patch normalised pixels; they are mapped back with the true
-        patch's mean and variance, as the MAE demo does for its pictures."""
-        pred = pred.detach().float()
-        if not self.cfg.mae.norm_pix_loss:
-            return pred
-        target = patchify(imgs.float(), self.patch_size)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        return pred * (var + 1.0e-6) ** 0.5 + mean
+        """Prediction in normalised-image units (B, L, p*p*3); see :func:`pixels_from_pred`."""
+        return pixels_from_pred(pred, imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
+
+    @property
+    def mask_ratio(self) -> float:
+        """The trained mask ratio (what reconstructions use by default)."""
+        return self.cfg.mae.mask_ratio
+
+    @property
+    def image_size(self) -> int:
+        """The image side the decoder's fixed positions fit."""
+        return self.cfg.data.image_size
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None) -> Pictures:
         """The MAE paper's pictures of normalised images (B, 3, H, W), masks drawn from ``g``
         (eval mode inside; the probe and ``analysis.reconstruction`` both draw these)."""
-        p = self.patch_size
-        with eval_mode(self):
-            _, pred, mask, _ = self.forward_parts(images, g, mask_ratio)
-        pix = self.pixels_from_pred(pred, images)  # (B, L, p*p*3)
-        mask_px = unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * 3), p)  # (B, 3, H, W), 1 = removed
-        recon = unpatchify(pix, p)
-        masked = images * (1 - mask_px)
-        return Pictures(pix, mask, masked, recon, masked + recon * mask_px)
+        return mae_pictures(self.encoder(), self.decoder, images, g, self.mask_ratio if mask_ratio is None
+                            else mask_ratio, self.patch_size, self.cfg.mae.norm_pix_loss)
 
     @torch.no_grad()
     def probe(self, images: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, float]]:

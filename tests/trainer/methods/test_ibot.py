@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from core.dino_stats import sinkhorn_knopp
 from core.vit import embed
 from trainer.config import Config, Model
 from trainer.data import Batch
 from trainer.data.ibot_masks import PatchMasks
 from trainer.methods import build_method
-from trainer.methods.dino_loss import sinkhorn_knopp
 from trainer.methods.ibot_loss import IBOTPatchLoss
 from trainer.models.backbone import build_backbone
 
