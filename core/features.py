@@ -47,6 +47,21 @@ def image_feature(vit: ViT, pre: torch.Tensor, kind: str) -> torch.Tensor:
     return pooled(vit, pre)
 
 
+PIXEL_SIZE = 16  # side of the raw-pixel reference features (3 * 16 * 16 = 768 values per image)
+
+
+def pixel_features(images: np.ndarray | torch.Tensor, size: int = PIXEL_SIZE) -> torch.Tensor:
+    """Raw-pixel reference features (N, 3 * size * size) of uint8 images (N, S, S, 3) or
+    normalised ones (N, 3, S, S): the normalised images, area-downsampled to ``size`` px so
+    the vectors stay short. The baseline every learnt feature's k-NN is compared with (the
+    online k-NN at step 0 and the offline scores read this one definition)."""
+    x = normalize(images) if isinstance(images, np.ndarray) and images.dtype == np.uint8 \
+        else torch.as_tensor(images).float()
+    if x.shape[-1] != size:
+        x = torch.nn.functional.adaptive_avg_pool2d(x, size)
+    return x.reshape(x.shape[0], -1)
+
+
 @dataclass
 class Features:
     """Image-level features of N images."""

@@ -50,14 +50,17 @@ class Launch:
 def validate(argv: list[str]) -> list[str]:
     """Check ``argv`` exactly as the trainer's CLI will (its parser, then the config built
     from it and validated), so a bad value is refused here, in the page, before any start."""
-    from trainer.__main__ import build_parser, config_from_args
+    from trainer.__main__ import ablate_base, build_parser, config_from_args
 
     try:
         args = build_parser().parse_args(argv)
     except SystemExit:  # argparse exits on a bad flag; its message went to the server log
         raise LaunchError(f"the trainer refuses these arguments: {' '.join(argv)}") from None
     try:
-        config_from_args(args, method="dino" if args.command == "ablate" else None)
+        if args.command == "ablate":
+            ablate_base(args)  # the study's own method and scale, and whether this trainer can run it
+        else:
+            config_from_args(args)
     except ConfigError as e:
         raise LaunchError(str(e)) from None
     return argv
@@ -87,9 +90,14 @@ def demo_argv(root: Path) -> list[str]:
     return validate(["demo", "--runs-dir", str(root)])
 
 
-def ablate_argv(root: Path, steps: int) -> list[str]:
-    """``python -m trainer ablate centering-sharpening``: the 2 x 2 grid as one group."""
-    return validate(["ablate", "centering-sharpening", "--steps", str(int(steps)), "--runs-dir", str(root)])
+def ablate_argv(root: Path, steps: int | None, study: str = "centering-sharpening", seeds: int | None = None,
+                parallel: int | None = None) -> list[str]:
+    """``python -m trainer ablate STUDY``: one study as one group (``steps`` None: the study's default)."""
+    argv = ["ablate", study, "--runs-dir", str(root)]
+    for flag, v in (("--steps", steps), ("--seeds", seeds), ("--parallel", parallel)):
+        if v is not None:
+            argv += [flag, str(int(v))]
+    return validate(argv)
 
 
 def start(root: Path, argv: list[str], label: str) -> Launch:

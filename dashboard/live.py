@@ -15,6 +15,8 @@ from dashboard import charts, dense_view, diagnosis, loaders, session
 from dashboard.glossary import guide_link
 from trainer.store import read_events
 
+# the Guide entry each alarm's banner links to
+_ALARM_GUIDE = {"dimensional collapse": M.COLLAPSE_RANKME, "not learning": M.EVAL_KNN_TOP1}
 _INTERVALS = {"every 1 s": 1.0, "every 2 s": 2.0, "every 5 s": 5.0, "every 15 s": 15.0, "paused": None}
 
 
@@ -86,9 +88,13 @@ def _banners(runs) -> None:
         for ev in [e for e in read_events(info["dir"]) if e["level"] in shown][-3:]:
             st.warning(f"**{info['run_id']}**, step {ev['step']}: {ev['message']}", icon=":material/report:")
         diag = diagnosis.of_run(info["dir"])
-        if diag is not None and diag.collapsed:
-            st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link(M.DINO_TEACHER_ENTROPY)}",
+        if diag is not None and diag.alarm:
+            st.warning(f"**{info['run_id']}: {diag.label}** (rule `{diag.rule}`, first flagged at step "
+                       f"{diag.first_step}). {diag.evidence} **Try:** {diag.advice} "
+                       f"{guide_link(_ALARM_GUIDE.get(diag.label, M.DINO_TEACHER_ENTROPY))}",
                        icon=":material/warning:")
+        elif diag is not None and diag.warming_up:
+            st.caption(f"**{info['run_id']}**: warming up, no verdict yet. {diag.evidence}")
 
 
 def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: View) -> None:

@@ -166,6 +166,8 @@ class Run:
     method: str = "dino"  # dino | mae | ijepa
     name: str = ""  # run id; "" = <method>-<data>-<timestamp>
     group: str = ""  # ablation group this run belongs to ("" = none)
+    study: str = ""  # the study (trainer.studies) that planned this run ("" = none)
+    arm: str = ""  # the study's arm this run trains ("" = none); its seed is run.seed
     runs_dir: str = "runs"  # run store root (env SSLSCOPE_RUNS overrides the default)
     seed: int = 0  # seeds data generation, init, crops and masks
     device: str = "auto"  # auto | cpu | cuda
@@ -299,7 +301,6 @@ class Config:
         # (key, value, low, high, closed) -- closed: the high end is allowed
         for key, v, lo, hi, closed in [
             ("mae.mask_ratio", self.mae.mask_ratio, 0.0, 1.0, False),
-            ("dino.center_momentum", self.dino.center_momentum, 0.0, 1.0, True),
             ("dino.momentum_teacher", self.dino.momentum_teacher, 0.0, 1.0, True),
             ("ijepa.momentum", self.ijepa.momentum, 0.0, 1.0, True),
             ("dino.global_scale_min", self.dino.global_scale_min, 0.0, 1.0, True),
@@ -314,6 +315,8 @@ class Config:
         dn = self.dino
         for key, v, lo, hi in [
             ("dino.jitter_p", dn.jitter_p, 0.0, 1.0), ("dino.grayscale_p", dn.grayscale_p, 0.0, 1.0),
+            # 0: the centre is each batch's mean (the centre-momentum study's first arm)
+            ("dino.center_momentum", dn.center_momentum, 0.0, 1.0),
             ("dino.brightness_jitter", dn.brightness_jitter, 0.0, 1.0),
             ("dino.contrast_jitter", dn.contrast_jitter, 0.0, 1.0),
             ("dino.saturation_jitter", dn.saturation_jitter, 0.0, 1.0), ("dino.hue_jitter", dn.hue_jitter, 0.0, 0.5),
@@ -378,7 +381,7 @@ class Config:
             if isinstance(v, str) and ("\0" in v or len(v) > MAX_TEXT):
                 raise ConfigError(f"{key} is {len(v)} characters long or holds a NUL byte; "
                                   f"give at most {MAX_TEXT} characters of text")
-        for key, v in [("run.name", r.name), ("run.group", r.group)]:
+        for key, v in [("run.name", r.name), ("run.group", r.group), ("run.study", r.study), ("run.arm", r.arm)]:
             if len(v) > MAX_NAME:
                 raise ConfigError(f"{key} is {len(v)} characters long; at most {MAX_NAME} are allowed "
                                   "(it names a folder)")

@@ -30,7 +30,7 @@ from core.probes import LAYOUT_KEY, check_probe, layout_array
 from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
 from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
-from trainer.evaluate import knn_eval
+from trainer.evaluate import knn_eval, knn_eval_pixels
 from trainer.lock import RunLock
 from trainer.methods import Method, build_method
 from trainer.models.backbone import param_groups
@@ -82,18 +82,19 @@ def train(cfg: Config, progress: bool = False, stop: StopFlag | None = None) -> 
         return _run(cfg, rt, root / run_id, data, None, progress, flag)
 
 
-def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
+def resume(run_dir: Path | str, progress: bool = False, step: int | None = None,
+           stop: StopFlag | None = None) -> Path:
     """Continue a run from its latest checkpoint (or the one at ``step``): same config, step,
     optimiser, schedules, EMA teacher / target encoder and DINO centre. A newest checkpoint
     that cannot be restored is skipped for the one before (said on stderr and in the events);
     a run killed before its first checkpoint starts again from step 0. Refused while another
-    process writes the run."""
+    process writes the run. ``stop``: a flag shared with a launcher, as for :func:`train`."""
     from trainer.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     rt = setup_runtime(cfg.run.device)
-    with stop_signals(StopFlag(), rt.is_main) as flag:
+    with stop_signals(stop or StopFlag(), rt.is_main) as flag:
         lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
         try:
             # no checkpoint yet (killed before the first one was whole): start it again from step 0
@@ -174,7 +175,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         arrays, pstats = method.probe(probe_images)
         check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
         writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
-        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **pstats})
+        refs = {}
+        if step == 0:  # the raw-pixel reference, once: step 0's k-NN is the random-init one
+            refs[M.EVAL_KNN_TOP1_PIXELS] = knn_eval_pixels(bank_images, bank_labels, val_images, val_labels,
+                                                           r.knn_k, r.knn_temp)
+        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **refs, **pstats})
 
     saved = [start if resume_from else -1]
 
