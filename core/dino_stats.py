@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from core import metrics as M
+from core.distributed import all_reduce_mean as ranks_mean
 
 CENTERINGS = ("mean", "sinkhorn", "none")
 
@@ -40,12 +41,8 @@ def _distributed(distributed: bool | None) -> bool:
 
 
 def all_reduce_mean(x: torch.Tensor, distributed: bool | None = None) -> torch.Tensor:
-    """The mean of ``x`` over ranks (``x`` itself on one process)."""
-    if _distributed(distributed):
-        x = x.clone()
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
-    return x
+    """The mean of ``x`` over ranks (``x`` itself on one process, or with ``distributed=False``)."""
+    return ranks_mean(x) if _distributed(distributed) else x
 
 
 def teacher_probs_centered(teacher_logits: torch.Tensor, center: torch.Tensor | None,

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core import metrics as M
+from core.distributed import all_reduce_mean
 from core.probes import LAYOUT_KEY, check_probe, layout_array
 from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
@@ -133,6 +134,17 @@ def _open_writer(cfg: Config, run_dir: Path, resume_from: list[CheckpointInfo] |
     return writer
 
 
+def _mean_over_ranks(values: dict[str, torch.Tensor | float], rt: Runtime) -> dict[str, float]:
+    """Python floats of one step's loss and statistics, averaged over the ranks under DDP (one
+    collective, one host copy): the loss is then the global batch's, as one process logs it;
+    statistics that are not batch means (std, entropy of the batch mean, ...) are the mean of
+    the ranks' values."""
+    if not rt.distributed:
+        return {k: float(v) for k, v in values.items()}
+    x = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(rt.device).reshape(()) for v in values.values()])
+    return dict(zip(values, all_reduce_mean(x).cpu().tolist()))
+
+
 def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, ImageDataset],
          resume_from: list[CheckpointInfo] | None, progress: bool, stop: StopFlag,
          lock: RunLock | None = None) -> Path:
@@ -218,11 +230,12 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
             method.after_step(it)
             step = it + 1
 
+            if step % r.log_every == 0 or step == o.steps:  # every rank: the mean is a collective
+                stats = _mean_over_ranks({M.TRAIN_LOSS: loss.detach(), **out.stats}, rt)
             if writer is not None and (step % r.log_every == 0 or step == o.steps):
                 now = time.perf_counter()
-                stats = {k: float(v) for k, v in out.stats.items()}
                 stats.update({
-                    M.TRAIN_LOSS: loss.item(), M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
+                    M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
                     M.GRAD_NORM: float(grad_norm),
                     M.PERF_IMAGES_PER_S: (step - n_last) * images_per_step / (now - t_last),
                     **method.schedule_stats(it),

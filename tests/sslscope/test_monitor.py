@@ -118,8 +118,8 @@ def test_monitor_mae_logs_what_our_mae_step_logged(tmp_path, monkeypatch, norm_p
     captured = {}
     parts = MAE.forward_parts
 
-    def spy(self, imgs, g, mask_ratio=None):
-        loss, pred, mask, pre = parts(self, imgs, g, mask_ratio)
+    def spy(self, imgs, g, mask_ratio=None, **kw):
+        loss, pred, mask, pre = parts(self, imgs, g, mask_ratio, **kw)
         from core.patches import pixel_targets
 
         if torch.is_grad_enabled():  # a training step (the probe runs without gradients)

@@ -30,10 +30,10 @@ import math
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.collapse import high_norm_frac, register_attn_share
 from core.dense import dense_stats
@@ -172,15 +172,23 @@ class DINO(EMAMethod):
         return [p for p in self.student.parameters() if p.requires_grad]
 
     def draw_masks(self, it: int, batch_size: int) -> PatchMasks | None:
-        """The iBOT masks of step ``it`` for the 2 x ``batch_size`` global crops (None without
-        iBOT): a function of (seed, step, rank), so resume and the diagnosis redraw them."""
+        """The iBOT masks of step ``it`` for this rank's 2 x ``batch_size`` global crops (None
+        without iBOT): a function of (seed, step), so resume and the diagnosis redraw them. Under
+        DDP they are drawn for the global batch and each rank keeps the rows of its images (view-
+        major: crop v of global image i is row v * world * B + i), so which crops are masked and
+        how much equals one process on the same global batch (``core.distributed``)."""
         if not self.ibot:
             return None
         d = self.cfg.dino
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        rank, world = distributed.shard()
         side = self.cfg.data.image_size // self.student.backbone.patch_embed.patch_size[0]
-        return ibot_masks(N_GLOBAL * batch_size, (side, side), step_generator(self.cfg.run.seed, it, rank),
-                          d.ibot_mask_probability, (d.ibot_mask_ratio_min, d.ibot_mask_ratio_max))
+        drawn = ibot_masks(N_GLOBAL * batch_size * world, (side, side), step_generator(self.cfg.run.seed, it, 0),
+                           d.ibot_mask_probability, (d.ibot_mask_ratio_min, d.ibot_mask_ratio_max))
+        if world == 1:
+            return drawn
+        rows = torch.cat([torch.arange(batch_size) + v * world * batch_size + rank * batch_size
+                          for v in range(N_GLOBAL)])
+        return PatchMasks(drawn.masks[rows])
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         d = self.cfg.dino
@@ -194,7 +202,8 @@ class DINO(EMAMethod):
         loss, stats = out.loss, out.stats
         if d.koleo_weight > 0:
             cls = s_tokens[:, 0]  # (n_global * B, D): student backbone [CLS] of the globals
-            kl = sum(koleo_loss(c) for c in cls.split(b)) / N_GLOBAL
+            # nearest neighbours within each global view of the global batch (core.distributed)
+            kl = sum(koleo_loss(distributed.gather_rows(c)) for c in cls.split(b)) / N_GLOBAL
             loss = loss + d.koleo_weight * kl
             stats[M.DINO_KOLEO] = kl.detach()
         if masks is not None:

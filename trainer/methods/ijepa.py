@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.eval_mode import eval_mode
 from core.features import image_feature
@@ -114,13 +114,14 @@ class IJEPA(EMAMethod):
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it, rank))
+        # the masks of the global batch, this rank's rows (core.distributed)
+        masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it), shard=distributed.shard())
         loss, pred, target, z, pre = self.forward_parts(imgs, masks)
         stats: dict[str, torch.Tensor | float] = {M.IJEPA_LOSS: loss.detach()}
         j = self.cfg.ijepa
         if j.reg != "none" and j.reg_weight > 0:
             pooled = z[:, num_prefix(self.context_encoder):].mean(dim=1)  # (B, D) context features
+            pooled = distributed.gather_rows(pooled)  # over the global batch, as one process sees it
             reg = koleo_loss(pooled) if j.reg == "koleo" else variance_hinge(pooled)
             loss = loss + j.reg_weight * reg
             stats[M.IJEPA_REG] = reg.detach()

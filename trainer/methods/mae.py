@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.eval_mode import eval_mode
 from core.features import image_feature
@@ -121,8 +121,9 @@ class MAE(Method):
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        loss, pred, mask, pre = self.forward_parts(imgs, step_generator(self.cfg.run.seed, it, rank))
+        # the masks of the global batch, this rank's rows (core.distributed)
+        g = step_generator(self.cfg.run.seed, it)
+        loss, pred, mask, pre = self.forward_parts(imgs, g, shard=distributed.shard())
         with torch.no_grad():
             stats: dict[str, torch.Tensor | float] = {
                 M.MAE_LOSS: loss.detach(),
@@ -132,16 +133,16 @@ class MAE(Method):
         return StepOutput(loss, stats)
 
     # --- parts -------------------------------------------------------------------------
-    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, prediction (B, L, p*p*3), mask (B, L) and the encoder's last-block tokens before
         the final norm (B, P + L_keep, D) for images (B, 3, H, W) with masks drawn from ``g``
-        (``mask_ratio``: default the trained one)."""
+        (``mask_ratio``: default the trained one; ``shard``: (rank, world), see ``random_masking``)."""
         b = imgs.shape[0]
         n = self.grid * self.grid
         vit = self.encoder()
         ratio = self.cfg.mae.mask_ratio if mask_ratio is None else mask_ratio
-        ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, imgs.device)
+        ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, imgs.device, shard)
         pre = forward_masked(vit, imgs, ids_keep, norm=False)  # (B, P + L_keep, D)
         pred = self.decoder(vit.norm(pre), ids_restore)  # (B, L, p*p*3)
         target = pixel_targets(imgs, self.patch_size, self.cfg.mae.norm_pix_loss)
