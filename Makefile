@@ -38,5 +38,6 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
+# the CPU benchmarks; benchmarks/gpu_check.sh is the GPU machine's one call
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(VPY) $$b || exit 1; done
+	for b in benchmarks/*.py; do [ "$$b" = benchmarks/gpu_check.py ] && continue; $(VPY) $$b || exit 1; done

@@ -1,4 +1,5 @@
 """python -m analysis RUN_DIR_OR_CHECKPOINT --out DIR --what knn,umap,attention,...
+python -m analysis report GROUP --out DIR  (a study's report: verdicts beside the paper's finding)
 
 Analysis without the dashboard (on a cluster, say): writes PNG, interactive HTML (plotly) and
 CSV files to ``--out``. Results that cost time (features, scores, embeddings) are cached beside
@@ -194,13 +195,19 @@ def do_diagnose(source, out: Path, args) -> list[Path]:
 
     rep = diagnose_source(source)
     print(f"checkpoint: {rep.checkpoint.summary()}")
-    rows = [("checkpoint", rep.checkpoint.label, e) for e in rep.checkpoint.evidence]
-    if rep.run is not None:
-        print(f"run (logged scalars): {rep.run.summary()}")
-        rows += [("run", rep.run.label, e) for e in rep.run.evidence]
+    rows = []
+    for judged_on, d in (("checkpoint", rep.checkpoint), ("run", rep.run)):
+        if d is None:
+            continue
+        first = "" if d.first_step is None else d.first_step
+        rows += [(judged_on, d.label, d.rule, first, e) for e in d.evidence]
+        if d.advice:
+            rows.append((judged_on, d.label, d.rule, first, f"try: {d.advice}"))
+    if rep.run is not None:  # the alarms of analysis.alarms over the curves: what the dashboard shows
+        print(f"run (alarms over the logged curves, at step {rep.run.step}): {rep.run.summary()}")
     f = rep.features
     stats = {**f.values(), **(rep.dino or {}), "n": f.n, "dim": f.dim, "feature": rep.feature}
-    return ([write_csv(out / "diagnosis.csv", ["judged_on", "label", "evidence"], rows),
+    return ([write_csv(out / "diagnosis.csv", ["judged_on", "label", "rule", "first_step", "evidence"], rows),
              write_csv(out / "feature_stats.csv", ["metric", "value"], stats.items())]
             + line_outputs(out, "spectrum", f.spectrum, f"{source.name}: singular values of {rep.feature} features"))
 
@@ -209,7 +216,54 @@ RUNNERS = {"knn": do_knn, "umap": do_umap, "attention": do_attention, "reconstru
            "jepa": do_jepa, "attribution": do_attribution, "diagnose": do_diagnose}
 
 
+def _report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis report", description="A study's report: the paper's finding beside ours, with "
+        "a verdict computed from the figures (reproduced, not reproduced, inconclusive), the figures, the final "
+        "metrics with their spread over seeds and each run's diagnosis; a self-contained report.html and a "
+        "report.md with PNG figures and CSV tables.",
+        epilog="Example: python -m trainer ablate centering-sharpening --group cs --seeds 3 --parallel 2; "
+               "python -m analysis report cs --out reports/cs")
+    p.add_argument("group", help="the study's group (run.group), e.g. centering-sharpening-20260101-120000")
+    p.add_argument("--out", required=True, help="folder for the report (created)")
+    p.add_argument("--runs-dir", help="run store root (default: $SSLSCOPE_RUNS or runs/)")
+    p.add_argument("--no-measures", action="store_true", help="skip the measures computed from checkpoints "
+                   "(linear probe, attention Jaccard): quicker, but claims on them stay pending")
+    return p
+
+
+def report_main(argv: list[str]) -> int:
+    args = _report_parser().parse_args(argv)
+    from analysis.study import StudyError, load_group
+    from analysis.study_report import write_study_report
+    from trainer.store import StoreError, default_runs_dir
+
+    root = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    try:
+        t = time.perf_counter()
+        result = load_group(root, args.group, measures="skip" if args.no_measures else "compute")
+        files = write_study_report(result, Path(args.out))
+    except (StudyError, StoreError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    st = result.study
+    print(f"{st.name if st else 'group'} {args.group}: {len(result.runs)} runs, {len(result.arms)} arms "
+          f"({time.perf_counter() - t:.1f} s)")
+    if result.verdict is not None:
+        print(f"verdict: {result.verdict.verdict} ({result.verdict.why})")
+        for c in result.verdict.claims:
+            print(f"  [{c.verdict}] {c.claim.text}: {c.why}")
+    for note in result.notes:
+        print(note)
+    for f in files:
+        print(f"  wrote {f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
     args = _parser().parse_args(argv)
     whats = [w.strip() for w in args.what.split(",") if w.strip()]
     bad = [w for w in whats if w not in WHATS]

@@ -34,6 +34,7 @@ from core import metrics as M
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source
+    from trainer.config import Config
     from trainer.methods.dino import DINO
 
 
@@ -54,7 +55,8 @@ ONEHOT_BATCH_ENTROPY = _bound(M.DINO_TEACHER_BATCH_ENTROPY, 0)  # ... and batch-
 DIM_RANKME = _bound(M.COLLAPSE_RANKME, 0)  # RankMe <= 0.1 min(N, D) ...
 DIM_STD_L2 = _bound(M.COLLAPSE_STD_L2, 0)  # ... or std_l2 <= 0.3 (about sqrt(k / D): under ~10% of directions used)
 
-LABELS = ("healthy", "uniform collapse", "one-hot collapse", "dimensional collapse", "unknown")
+LABELS = ("healthy", "uniform collapse", "one-hot collapse", "dimensional collapse", "unknown")  # diagnose()'s
+ALARMS = ("uniform collapse", "one-hot collapse", "dimensional collapse", "not learning")  # labels that alarm
 
 
 def _t(z: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -128,25 +130,48 @@ def feature_stats(z: np.ndarray | torch.Tensor) -> FeatureStats:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class Diagnosis:
-    """A label from ``LABELS``, the sentences that justify it, and the numbers behind them."""
+    """A label from ``LABELS``, the sentences that justify it, and the numbers behind them.
+    A run's diagnosis (``diagnose_run``, from ``analysis.alarms``) also names the rule that gave
+    the label, the first logged step at which it fired, the step judged and what to try."""
 
     label: str
     evidence: list[str] = field(default_factory=list)
     values: dict[str, float] = field(default_factory=dict)
+    rule: str = ""  # the alarm rule that gave the label ("" when none fired)
+    first_step: int | None = None  # first logged step at which that rule fired
+    step: int | None = None  # the step judged (the run's last logged step)
+    advice: str = ""  # what to try, from the run's config ("" when healthy)
+
+    @property
+    def alarm(self) -> bool:
+        """True when the label is an alarm (a collapse or not learning)."""
+        return self.label in ALARMS
 
     def summary(self) -> str:
-        return f"{self.label}: " + "; ".join(self.evidence)
+        head = f"{self.label}" + (f" ({self.rule}, first flagged at step {self.first_step})" if self.rule else "")
+        return f"{head}: " + "; ".join(self.evidence) + (f" Try: {self.advice}" if self.advice else "")
 
 
-def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagnosis:
-    """Label a representation from metric values named as in ``core.metrics``.
+def diagnose(values: Mapping[str, float], max_rank: int | None = None, cfg: Config | None = None) -> Diagnosis:
+    """Label a representation (one snapshot: a checkpoint's features) from metric values named
+    as in ``core.metrics``.
 
     Uses ``dino/teacher_entropy``, ``dino/log_k``, ``dino/kl_teacher_student``,
     ``dino/teacher_batch_entropy`` (DINO only) and ``collapse/rankme``, ``collapse/std_l2``
     (any method); missing ones are skipped. ``max_rank``: min(N, D) of the matrix RankMe was
     computed on (RankMe is judged as a fraction of it; without it only std_l2 judges).
     Checks run in order uniform, one-hot, dimensional; the first that holds gives the label.
+    ``cfg``: the run's config, from which the advice names its causes (``analysis.advice``).
+    A run over its curves is judged by ``analysis.alarms`` (``diagnose_run``).
     """
+    d = _diagnose(values, max_rank)
+    from analysis.advice import advice
+
+    d.advice = advice(d.label, cfg)
+    return d
+
+
+def _diagnose(values: Mapping[str, float], max_rank: int | None) -> Diagnosis:
     v = {k: float(x) for k, x in values.items() if x is not None and math.isfinite(float(x))}
     ev: list[str] = []
     h, log_k = v.get(M.DINO_TEACHER_ENTROPY), v.get(M.DINO_LOG_K)
@@ -158,14 +183,12 @@ def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagno
             return Diagnosis("uniform collapse", [
                 f"teacher entropy {h:.3f} nats is {r:.2f} ln K (>= {UNIFORM_ENTROPY} ln K: nearly uniform outputs)",
                 f"KL(teacher || student) {kl:.4f} <= {UNIFORM_KL}: the student matches a flat teacher, "
-                "nothing is learnt; centering without enough sharpening does this (lower the teacher "
-                "temperature, smaller K, or add KoLeo)"], v)
+                "nothing is learnt"], v)
         if r <= ONEHOT_ENTROPY and hb is not None and hb / log_k <= ONEHOT_BATCH_ENTROPY:
             return Diagnosis("one-hot collapse", [
                 f"teacher entropy {h:.3f} nats is {r:.2f} ln K (<= {ONEHOT_ENTROPY} ln K: near one-hot outputs)",
                 f"batch-mean entropy {hb:.3f} is {hb / log_k:.2f} ln K (<= {ONEHOT_BATCH_ENTROPY} ln K): every image "
-                f"picks the same ~{math.exp(hb):.1f} of {round(math.exp(log_k))} prototypes; sharpening without "
-                "centering does this (turn centering on)"], v)
+                f"picks the same ~{math.exp(hb):.1f} of {round(math.exp(log_k))} prototypes"], v)
         if ONEHOT_ENTROPY < r < UNIFORM_ENTROPY:
             ev.append(f"teacher entropy {r:.2f} ln K lies between the collapse lines "
                       f"({ONEHOT_ENTROPY} and {UNIFORM_ENTROPY} ln K)")
@@ -189,43 +212,35 @@ def diagnose(values: Mapping[str, float], max_rank: int | None = None) -> Diagno
         else:
             ev.append(f"std_l2 {sl:.3f} > {DIM_STD_L2}")
     if dim_ev:
-        return Diagnosis("dimensional collapse", dim_ev + ["anti-collapse terms (KoLeo, variance) or a "
-                                                           "lower learning rate help"], v)
+        return Diagnosis("dimensional collapse", dim_ev, v)
     if not ev:
         return Diagnosis("unknown", ["no collapse statistics available (need dino/* or collapse/* values)"], v)
     return Diagnosis("healthy", ev, v)
 
 
-def diagnose_features(z: np.ndarray | torch.Tensor, dino: Mapping[str, float] | None = None) -> Diagnosis:
+def diagnose_features(z: np.ndarray | torch.Tensor, dino: Mapping[str, float] | None = None,
+                      cfg: Config | None = None) -> Diagnosis:
     """``diagnose`` from embeddings z (N, D) and, for DINO, the ``dino/*`` statistics of its
-    loss object on the same images (``dino_output_stats``)."""
+    loss object on the same images (``dino_output_stats``); ``cfg`` the run's config (advice)."""
     fs = feature_stats(z)
-    return diagnose({**fs.values(), **(dino or {})}, max_rank=min(fs.n, fs.dim))
+    return diagnose({**fs.values(), **(dino or {})}, max_rank=min(fs.n, fs.dim), cfg=cfg)
 
 
-def diagnose_run(run_dir: Path | str, last: int = 5) -> Diagnosis:
-    """``diagnose`` from a run's logged scalars: each metric's mean over its ``last`` logged
-    values (one noisy batch should not flip the label). RankMe is judged against
-    min(batch size, width), the matrix the trainer computes it on."""
-    from trainer.config import preset_shape
+def diagnose_run(run_dir: Path | str) -> Diagnosis:
+    """A run's verdict from its logged curves and its config: ``analysis.alarms`` at its last
+    logged step (label, the rule that fired and the first step it fired at, the evidence of
+    every rule, advice from the config). The Live banner, the Runs and Compare tables and
+    ``python -m analysis RUN --what diagnose`` all read this."""
+    from analysis.alarms import RULE_METRICS, diagnose_curves
+    from analysis.curves import read_run_curves
     from trainer.loading import run_config
-    from trainer.store import read_scalars
 
-    names = [M.DINO_TEACHER_ENTROPY, M.DINO_LOG_K, M.DINO_KL_TEACHER_STUDENT, M.DINO_TEACHER_BATCH_ENTROPY,
-             M.COLLAPSE_RANKME, M.COLLAPSE_STD_L2, M.COLLAPSE_MEAN_COSINE]
-    cols, _ = read_scalars(run_dir, names=names)
-    values: dict[str, float] = {}
-    for name in names:
-        sel = cols["name"] == name
-        if sel.any():
-            order = np.argsort(cols["step"][sel], kind="stable")
-            values[name] = float(np.mean(cols["value"][sel][order][-last:]))
+    curves = read_run_curves(run_dir, RULE_METRICS)
     try:
         cfg = run_config(run_dir)
-        max_rank = min(cfg.data.batch_size, preset_shape(cfg.model)[1])
-    except Exception:  # noqa: BLE001 - a run without a readable config still gets std_l2 judged
-        max_rank = None
-    return diagnose(values, max_rank)
+    except Exception as e:  # noqa: BLE001 - a run without a readable config cannot be judged against it
+        return Diagnosis("unknown", [f"the run's config cannot be read ({e})"], {})
+    return diagnose_curves(curves, cfg)
 
 
 @torch.inference_mode()
@@ -233,12 +248,14 @@ def dino_output_stats(method: DINO, views: list[torch.Tensor], step: int) -> dic
     """The ``dino/*`` statistics of a DINO method on one batch of multi-crop views (globals
     first, each (B, 3, H, W) normalised), computed by its own loss object as training does
     (teacher on the global crops, student on all, centre, centring mode and tau_t at ``step``,
-    KL across views), in eval mode and without moving the centre."""
+    KL across views), in eval mode and without moving the centre. With iBOT the student sees
+    the global crops with the masks training drew at ``step``, as it did."""
     from core.eval_mode import eval_mode
 
+    masks = method.draw_masks(step, views[0].shape[0])
     with eval_mode(method):
         t_logits = method.teacher(views[:2])[0]
-        s_logits = method.student(views)[0]
+        s_logits = method.student(views, None if masks is None else masks.masks)[0]
         out = method.loss(t_logits, s_logits, step, update_center=False)
     return {k: float(v) for k, v in out.stats.items()}
 
@@ -262,7 +279,7 @@ def diagnose_dino(method: DINO, batches: list[list[torch.Tensor]], step: int, z:
     z (N, D). Returns the diagnosis and the averaged ``dino/*`` values."""
     per_batch = [dino_output_stats(method, views, step) for views in batches]
     dino = {k: float(np.mean([p[k] for p in per_batch])) for k in per_batch[0]}
-    return diagnose_features(z, dino), dino
+    return diagnose_features(z, dino, method.cfg), dino
 
 
 @dataclass
@@ -295,6 +312,11 @@ def diagnose_source(source: Source, max_images: int = 512) -> DiagnosisReport:
         images = split_images(source, "val", max_images)[0]
         check, dino = diagnose_dino(method, dino_views(method, images, source.seed), source.step or 0, z)
     else:
-        check = diagnose_features(z)
+        cfg = None
+        if source.run_dir is not None:
+            from trainer.loading import run_config
+
+            cfg = run_config(source.run_dir)
+        check = diagnose_features(z, cfg=cfg)
     run = diagnose_run(source.run_dir) if source.run_dir is not None else None
     return DiagnosisReport(check, feature_stats(z), feature, run, dino)

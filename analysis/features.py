@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
-from core.features import Features, extract
-from core.images import normalize
+from core.features import PIXEL_SIZE, Features, extract
+from core.features import pixel_features as core_pixel_features
+from core.vit import ViT
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source
 
 
-def random_init_like(vit: VisionTransformer, seed: int = 0) -> VisionTransformer:
+def random_init_like(vit: ViT, seed: int = 0) -> ViT:
     """The same architecture with fresh timm initialisation (seeded): the reference every
     score of a trained backbone is compared with."""
     fresh = copy.deepcopy(vit).cpu()
@@ -30,13 +30,10 @@ def random_init_like(vit: VisionTransformer, seed: int = 0) -> VisionTransformer
     return fresh.eval()
 
 
-def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
-    """Raw-pixel baseline features (N, 3 * size * size): normalised images, area-downsampled
-    to ``size`` px so the vectors stay short."""
-    x = normalize(images)  # (N, 3, S, S)
-    if x.shape[-1] != size:
-        x = torch.nn.functional.adaptive_avg_pool2d(x, size)
-    return x.reshape(x.shape[0], -1).numpy()
+def pixel_features(images: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
+    """Raw-pixel baseline features (N, 3 * size * size) of uint8 images (N, S, S, 3):
+    ``core.features.pixel_features``, the definition the trainer's step-0 reference uses."""
+    return core_pixel_features(images, size).numpy()
 
 
 def split_features(source: Source, split: str, max_images: int = 0, baseline: str | None = None,

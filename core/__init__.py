@@ -7,6 +7,10 @@ number computed from a checkpoint come from one function:
 - ``collapse``: std_l2, RankMe, mean cosine, high-norm tokens, the ``collapse/*`` dict;
 - ``knn``: DINO's weighted k-NN;
 - ``koleo``: the KoLeo regulariser;
+- ``dino_stats``: DINO's teacher distribution (centred softmax, Sinkhorn-Knopp), cross-entropy,
+  centre update and the ``dino/*`` dict;
+- ``patches``: patchify, MAE's masked MSE and masked PSNR;
+- ``latent``: I-JEPA's latent loss and the ``ijepa/*_std`` spread;
 - ``images``: ImageNet normalisation and its inverse;
 - ``vit`` and ``features``: token embedding and the image-level features ([CLS], pooled);
 - ``eval_mode``: run a module in eval mode and restore its mode;

@@ -8,7 +8,8 @@ functions judge a checkpoint in ``analysis.collapse``.
   values: the effective rank, from 1 (dimensional collapse) to min(N, D).
 - ``mean_cosine``: mean off-diagonal cosine similarity: near 0 spread out, near 1 collapsed.
 - ``collapse_stats``: the three under their ``collapse/*`` names, built in this one place.
-- ``high_norm_mask`` / ``high_norm_frac``: the outlier-token rule of ``tokens/high_norm_frac``.
+- ``high_norm_mask`` / ``high_norm_frac``: the outlier-token rule of ``tokens/high_norm_frac``;
+- ``register_attn_share``: ``tokens/register_attn_share``, the attention mass on registers.
 """
 
 from __future__ import annotations
@@ -59,3 +60,11 @@ def high_norm_mask(norms: torch.Tensor, ratio: float = 2.0) -> torch.Tensor:
 def high_norm_frac(tokens: torch.Tensor, ratio: float = 2.0) -> torch.Tensor:
     """0-dim tensor: the fraction of patch tokens (B, N, D) that ``high_norm_mask`` flags."""
     return high_norm_mask(tokens.float().norm(dim=-1), ratio).float().mean()
+
+
+@torch.no_grad()
+def register_attn_share(attn: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """0-dim tensor: the share of attention, averaged over images, heads and every query, that
+    lands on the register tokens. ``attn``: (B, heads, L, L) rows summing to 1, tokens laid out
+    as timm's ([CLS], registers, patches): registers are keys 1 .. ``num_prefix`` - 1."""
+    return attn[..., 1:num_prefix].sum(-1).mean()

@@ -1,5 +1,7 @@
-"""Compare page: runs or an ablation group overlaid with stable colours, the DINO collapse
-study (teacher entropy and KL, one curve per arm), final metrics, CSV and HTML downloads."""
+"""Compare page: runs or an ablation group overlaid with stable colours; for a study's group its
+verdict beside the paper's finding and each arm's final metrics with their spread over seeds
+(``dashboard.studies``, computed by ``analysis.study``); the DINO collapse study (teacher
+entropy and KL, one curve per run), final metrics, CSV and HTML downloads."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import streamlit as st
 
 from core import metrics as M
 from core.metrics import metric
-from dashboard import charts, diagnosis, loaders, session
+from dashboard import charts, diagnosis, loaders, session, studies
 from dashboard.glossary import guide_link
 
 _DEFAULT_METRICS = (M.TRAIN_LOSS, M.EVAL_KNN_TOP1, M.COLLAPSE_RANKME, M.COLLAPSE_STD_L2)
-_IGNORED_KEYS = {"run.name", "run.group", "run.runs_dir", "run.device"}
+_IGNORED_KEYS = {"run.name", "run.group", "run.runs_dir", "run.device", "run.study", "run.arm"}
+_VERDICT_BOX = {"reproduced": st.success, "not reproduced": st.error, "inconclusive": st.warning,
+                "pending": st.info}
 _FINAL = (("k-NN", M.EVAL_KNN_TOP1), ("entropy", M.DINO_TEACHER_ENTROPY), ("KL", M.DINO_KL_TEACHER_STUDENT),
           ("batch entropy", M.DINO_TEACHER_BATCH_ENTROPY), ("RankMe", M.COLLAPSE_RANKME),
           ("std l2", M.COLLAPSE_STD_L2), ("loss", M.TRAIN_LOSS))
@@ -58,12 +62,13 @@ def final_table(runs: list[tuple[dict, pd.DataFrame]], labels: dict[str, str]) -
         values = {name: loaders.last_value(frame, name) for _, name in _FINAL}
         row.update({col: values[name] for col, name in _FINAL})
         row["H / ln K"] = loaders.entropy_ratio(values, k)
-        row["diagnosis"] = diag.label if diag else ""
+        row["diagnosis"] = diag.headline if diag else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _pick(all_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _pick(all_runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """The runs to compare and, when a whole group was picked, its name."""
     groups = sorted({r.get("group") for r in all_runs if r.get("group")})
     mode = st.segmented_control("Compare", ["an ablation group", "runs"], key="cmp_mode",
                                 default="an ablation group" if groups else "runs") or "runs"
@@ -71,13 +76,45 @@ def _pick(all_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not groups:
             st.info("No ablation group yet: start one on the Runs page "
                     "(`python -m trainer ablate centering-sharpening`).")
-            return []
+            return [], None
         group = st.selectbox("Group", groups, key="cmp_group")
-        return sorted([r for r in all_runs if r.get("group") == group], key=lambda r: r.get("started") or 0)
+        return sorted([r for r in all_runs if r.get("group") == group], key=lambda r: r.get("started") or 0), group
     ids = [r["run_id"] for r in all_runs]
     picked = st.multiselect("Runs", ids, default=session.remembered_selection(ids, fallback=2), key="cmp_runs")
     session.remember_selection(picked)
-    return [r for r in all_runs if r["run_id"] in picked]
+    return [r for r in all_runs if r["run_id"] in picked], None
+
+
+def _study(root, group: str) -> None:
+    """The group's verdict beside the paper's finding, per claim, and each arm's spread."""
+    result = studies.of_group(root, group)
+    if isinstance(result, str):
+        st.warning(result)
+        return
+    st.subheader("Study verdict" if result.verdict else "Arms over seeds", divider="gray",
+                 help="Computed from the figures by the rules in the study's definition (python -m trainer ablate "
+                      "--list): reproduced when a claim holds for every seed, not reproduced when for none, "
+                      "inconclusive when the seeds disagree.")
+    if result.study is not None:
+        st.markdown(f"**{result.study.title}**: {result.study.finding}  \n*{result.study.paper}*")
+    if result.verdict is not None:
+        _VERDICT_BOX[result.verdict.verdict](f"**{result.verdict.verdict}**: {result.verdict.why}")
+        st.dataframe(studies.claims_frame(result), hide_index=True, width="stretch", key="cmp_claims")
+    for note in result.notes:
+        st.caption(note)
+    st.dataframe(studies.spreads_frame(result), hide_index=True, width="stretch", key="cmp_spreads")
+    waiting = studies.pending_measures(result)
+    row = st.container(horizontal=True)
+    if waiting and row.button(f"Compute {', '.join(waiting).lower()} (slow)", icon=":material/calculate:",
+                              help="From each finished run's last checkpoint; cached beside the run."):
+        with st.spinner("Computing from the checkpoints..."):
+            problem = studies.compute_measures(root, group)
+        if problem:
+            st.error(problem)
+        else:
+            st.rerun()
+    row.download_button("Report (HTML)", lambda: studies.report_html(root, group), f"{group}-report.html",
+                        "text/html", icon=":material/download:", on_click="ignore")
 
 
 def render() -> None:
@@ -88,9 +125,11 @@ def render() -> None:
     if not all_runs:
         st.info(f"No runs in `{root}` yet; start the demo on the Runs page.")
         return
-    chosen = _pick(all_runs)
+    chosen, group = _pick(all_runs)
     if not chosen:
         return
+    if group:
+        _study(root, group)
     runs = []
     for info in chosen:
         if loaders.run_info(info["dir"]) is None:

@@ -50,21 +50,26 @@ class Launch:
 def validate(argv: list[str]) -> list[str]:
     """Check ``argv`` exactly as the trainer's CLI will (its parser, then the config built
     from it and validated), so a bad value is refused here, in the page, before any start."""
-    from trainer.__main__ import build_parser, config_from_args
+    from trainer.__main__ import ablate_base, build_parser, config_from_args
 
     try:
         args = build_parser().parse_args(argv)
     except SystemExit:  # argparse exits on a bad flag; its message went to the server log
         raise LaunchError(f"the trainer refuses these arguments: {' '.join(argv)}") from None
     try:
-        config_from_args(args, method="dino" if args.command == "ablate" else None)
+        if args.command == "ablate":
+            ablate_base(args)  # the study's own method and scale, and whether this trainer can run it
+        else:
+            config_from_args(args)
     except ConfigError as e:
         raise LaunchError(str(e)) from None
     return argv
 
 
-def train_argv(root: Path, method: str, data: str, steps: int, name: str, overrides: list[str]) -> list[str]:
-    """The validated ``python -m trainer train`` argument list for one run."""
+def train_argv(root: Path, method: str, data: str, steps: int, name: str, overrides: list[str],
+               preset: str = "") -> list[str]:
+    """The validated ``python -m trainer train`` argument list for one run (``preset``: a
+    ``--preset`` recipe, "" for none)."""
     if method not in METHODS:
         raise LaunchError(f"method '{method}' is not one of {', '.join(METHODS)}")
     if name and (root / name / "run.json").exists():
@@ -72,6 +77,8 @@ def train_argv(root: Path, method: str, data: str, steps: int, name: str, overri
     argv = ["train", "--method", method, "--data", data, "--steps", str(int(steps)), "--runs-dir", str(root)]
     if name:
         argv += ["--name", name]
+    if preset:
+        argv += ["--preset", preset]
     for s in (s.strip() for s in overrides):
         if s:
             argv += ["--set", s]
@@ -83,9 +90,14 @@ def demo_argv(root: Path) -> list[str]:
     return validate(["demo", "--runs-dir", str(root)])
 
 
-def ablate_argv(root: Path, steps: int) -> list[str]:
-    """``python -m trainer ablate centering-sharpening``: the 2 x 2 grid as one group."""
-    return validate(["ablate", "centering-sharpening", "--steps", str(int(steps)), "--runs-dir", str(root)])
+def ablate_argv(root: Path, steps: int | None, study: str = "centering-sharpening", seeds: int | None = None,
+                parallel: int | None = None) -> list[str]:
+    """``python -m trainer ablate STUDY``: one study as one group (``steps`` None: the study's default)."""
+    argv = ["ablate", study, "--runs-dir", str(root)]
+    for flag, v in (("--steps", steps), ("--seeds", seeds), ("--parallel", parallel)):
+        if v is not None:
+            argv += [flag, str(int(v))]
+    return validate(argv)
 
 
 def start(root: Path, argv: list[str], label: str) -> Launch:

@@ -10,11 +10,13 @@ from pathlib import Path
 import streamlit as st
 
 from core import metrics as M
-from core.metrics import FAMILIES, METRICS, Family, family_names, metric
-from dashboard import charts, diagnosis, loaders, session
+from core.metrics import FAMILIES, IMPORTED, METRICS, OTHER, Family, family_names, metric
+from dashboard import charts, dense_view, diagnosis, loaders, session
 from dashboard.glossary import guide_link
 from trainer.store import read_events
 
+# the Guide entry each alarm's banner links to
+_ALARM_GUIDE = {"dimensional collapse": M.COLLAPSE_RANKME, "not learning": M.EVAL_KNN_TOP1}
 _INTERVALS = {"every 1 s": 1.0, "every 2 s": 2.0, "every 5 s": 5.0, "every 15 s": 15.0, "paused": None}
 
 
@@ -54,8 +56,14 @@ def _family(family: Family, names: tuple[str, ...], runs, colors, view: View) ->
         return
     panels = [(f"{metric(n).label} <span style='color:#888'>{n}</span>", loaders.curves(runs, n, colors, view.x_axis))
               for n in present]
+    hlines = {}
+    if family.figure == "ibot" and M.IBOT_TEACHER_ENTROPY in present:  # the patch head's collapse lines
+        ks = [k for _, frame in runs if (k := loaders.last_value(frame, M.IBOT_LOG_K)) is not None]
+        if ks:
+            hlines[present.index(M.IBOT_TEACHER_ENTROPY)] = [(ks[0], f"ln K = {ks[0]:.2f}: uniform"),
+                                                              (0.0, "0: one-hot")]
     fig = charts.family_figure(panels, x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
-                               log_y=view.log_y)
+                               log_y=view.log_y, hlines=hlines)
     st.plotly_chart(fig, key=f"family_{family.title}", config={"displaylogo": False})
 
 
@@ -80,9 +88,13 @@ def _banners(runs) -> None:
         for ev in [e for e in read_events(info["dir"]) if e["level"] in shown][-3:]:
             st.warning(f"**{info['run_id']}**, step {ev['step']}: {ev['message']}", icon=":material/report:")
         diag = diagnosis.of_run(info["dir"])
-        if diag is not None and diag.collapsed:
-            st.warning(f"**{info['run_id']}: {diag.label}.** {diag.evidence} {guide_link(M.DINO_TEACHER_ENTROPY)}",
+        if diag is not None and diag.alarm:
+            st.warning(f"**{info['run_id']}: {diag.label}** (rule `{diag.rule}`, first flagged at step "
+                       f"{diag.first_step}). {diag.evidence} **Try:** {diag.advice} "
+                       f"{guide_link(_ALARM_GUIDE.get(diag.label, M.DINO_TEACHER_ENTROPY))}",
                        icon=":material/warning:")
+        elif diag is not None and diag.warming_up:
+            st.caption(f"**{info['run_id']}**: warming up, no verdict yet. {diag.evidence}")
 
 
 def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: View) -> None:
@@ -105,8 +117,8 @@ def live_panels(root: Path, run_ids: list[str], colors: dict[str, str], view: Vi
     for family in FAMILIES:
         _family(family, family_names(family), runs, colors, view)
     others = sorted({n for _, f in runs for n in loaders.metric_names(f)} - set(METRICS))
-    if others:  # names no declaration knows (a run written by other code)
-        _family(metric(others[0]).family, tuple(others), runs, colors, view)
+    for family in (IMPORTED, OTHER):  # names no declaration knows: an imported log's, a user's own
+        _family(family, tuple(n for n in others if metric(n).family == family), runs, colors, view)
 
 
 def probe_panel(root: Path, run_ids: list[str]) -> None:
@@ -137,6 +149,8 @@ def probe_panel(root: Path, run_ids: list[str]) -> None:
         st.caption("This probe holds no arrays its layout draws" + keys)
     else:
         st.plotly_chart(fig, key="probe_fig", config={"displaylogo": False})
+    for entry in probe.dense():
+        dense_view.dense_panel(probe.arrays[entry.name], probe.base_image(), key=f"probe_{run_id}_{entry.name}")
 
 
 def _wait_for_runs(root: Path) -> None:

@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from core import metrics as M
-from dashboard import diagnosis, launch, loaders, navigation, session
+from dashboard import diagnosis, launch, loaders, navigation, session, studies
 from dashboard.glossary import guide_link
 from trainer.config import DATASETS, METHODS
+from trainer.studies import STUDIES, missing_fields
 
 
 def runs_frame(root: Path) -> pd.DataFrame:
@@ -27,7 +28,7 @@ def runs_frame(root: Path) -> pd.DataFrame:
         rows.append({
             "run": info["run_id"], "method": info.get("method", "?"), "group": info.get("group") or "",
             "status": info.get("status", "?"), "progress": step / steps if steps else None, "step": step,
-            "diagnosis": diag.label if diag else "", "H/lnK": loaders.entropy_ratio(last, last.get(M.DINO_LOG_K)),
+            "diagnosis": diag.headline if diag else "", "H/lnK": loaders.entropy_ratio(last, last.get(M.DINO_LOG_K)),
             "k-NN": last.get(M.EVAL_KNN_TOP1), "RankMe": last.get(M.COLLAPSE_RANKME), "loss": last.get(M.TRAIN_LOSS),
             "data": str(loaders.config_value(info, "data.name", "?")),
             "reason": info.get("reason") or loaders.metrics_problem(info["dir"]),
@@ -72,8 +73,10 @@ def _table(df: pd.DataFrame) -> list[str]:
             "RankMe": st.column_config.NumberColumn("RankMe", format="%.1f"),
             "reason": st.column_config.TextColumn("reason", help="why a run failed or stopped",
                                                   width="medium" if df["reason"].any() else "small"),
-            "diagnosis": st.column_config.TextColumn("diagnosis", width="medium",
-                                                     help="analysis.collapse.diagnose on the latest logged values"),
+            "diagnosis": st.column_config.TextColumn(
+                "diagnosis", width="medium",
+                help="the alarms of analysis.alarms on the logged curves: healthy, warming up (too young to judge), "
+                     "a collapse or not learning, with the step it was first flagged (the Live page says why)"),
             "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         })
     picked = [df.iloc[i]["run"] for i in event.selection.rows] if event and event.selection else []
@@ -98,21 +101,36 @@ def _actions(root: Path, picked: list[str]) -> None:
             (st.warning if line.startswith("cannot stop") else st.toast)(line)
 
 
+def _groups(root: Path) -> None:
+    """Each group's study and verdict (analysis.study, cached per state of its runs)."""
+    frame = studies.groups_frame(root)
+    if frame.empty:
+        return
+    st.subheader("Groups", divider="gray", help="Each group's verdict against the paper's finding, computed from "
+                 "its runs by the study's rules; the claims and spreads are on Compare.")
+    st.dataframe(frame, hide_index=True, width="stretch", key="groups_table", column_config={
+        "why": st.column_config.TextColumn("why", width="large")})
+
+
 def start_forms(root: Path) -> None:
-    """Start a run, the demo, or the centering/sharpening ablation."""
+    """Start a run, the demo, or a study."""
     with st.expander("Start a run", icon=":material/play_arrow:"):
         with st.form("start_run", border=False):
-            c1, c2, c3, c4 = st.columns(4)
+            c1, c2, c3, c4, c5 = st.columns(5)
             method = c1.selectbox("Method", METHODS)
-            data = c2.selectbox("Data", DATASETS)
-            steps = c3.number_input("Steps", min_value=1, max_value=1_000_000, value=300, step=50)
-            name = c4.text_input("Name", placeholder="automatic", help="letters, digits, '-', '_', '.'")
+            preset = c2.selectbox("Recipe", ["", "dinov2", "dinov3"], format_func=lambda p: p or "none",
+                                  help="DINO recipes: dinov2 = DINO + the iBOT patch loss; dinov3 = dinov2 on a "
+                                       "DINOv3 backbone with Gram anchoring. The overrides below still win.")
+            data = c3.selectbox("Data", DATASETS)
+            steps = c4.number_input("Steps", min_value=1, max_value=1_000_000, value=300, step=50)
+            name = c5.text_input("Name", placeholder="automatic", help="letters, digits, '-', '_', '.'")
             sets = st.text_area("Overrides, one `section.field=value` per line", height=80,
                                 placeholder="dino.out_dim=64\ndino.koleo_weight=0.1",
                                 help="Any config field; see `python -m trainer train --help`.")
             if st.form_submit_button("Start", type="primary"):
                 try:
-                    argv = launch.train_argv(root, method, data, int(steps), name.strip(), sets.splitlines())
+                    argv = launch.train_argv(root, method, data, int(steps), name.strip(), sets.splitlines(),
+                                             preset=preset)
                     started = launch.start(root, argv, name.strip() or method)
                     st.success(f"Started `{' '.join(started.argv[1:])}` (pid {started.pid}); "
                                f"it appears in the table within seconds.")
@@ -124,12 +142,24 @@ def start_forms(root: Path) -> None:
         if c1.button("Start the demo", key="demo"):
             started = launch.start(root, launch.demo_argv(root), "demo")
             st.success(f"Demo started (pid {started.pid}).")
-        c2.markdown("**Centering x sharpening**: the 2 x 2 grid of the DINO paper's collapse study, one group.")
-        steps = c2.number_input("Steps per arm", min_value=10, max_value=100_000, value=300, step=50)
-        if c2.button("Start the ablation", key="ablate"):
+        c2.markdown("**A study**: a classic ablation as one group, with seeds; its verdict beside the paper's "
+                    "finding appears on Compare (`python -m trainer ablate --list`).")
+        names = [n for n, s in STUDIES.items() if not missing_fields(s)]
+        study = c2.selectbox("Study", names, key="ablate_study",
+                             format_func=lambda n: f"{n}: {STUDIES[n].title}")
+        st_def = STUDIES[study]
+        c2.caption(st_def.finding)
+        s1, s2, s3 = c2.columns(3)
+        steps = s1.number_input("Steps per run", min_value=10, max_value=100_000, value=st_def.steps, step=50,
+                                key="ablate_steps")
+        seeds = s2.number_input("Seeds", min_value=1, max_value=10, value=st_def.seeds, key="ablate_seeds")
+        parallel = s3.number_input("At once", min_value=1, max_value=64, value=2, key="ablate_parallel",
+                                   help="runs trained side by side, each on cores / this many threads")
+        if c2.button("Start the study", key="ablate"):
             try:
-                started = launch.start(root, launch.ablate_argv(root, int(steps)), "ablate-centering-sharpening")
-                st.success(f"Ablation started (pid {started.pid}); compare its arms on Compare.")
+                argv = launch.ablate_argv(root, int(steps), study, int(seeds), int(parallel))
+                started = launch.start(root, argv, f"ablate-{study}")
+                st.success(f"Study started (pid {started.pid}); its verdict builds up on Compare.")
             except launch.LaunchError as e:
                 st.error(str(e))
 
@@ -159,5 +189,6 @@ def render() -> None:
         picked = _table(shown)
         st.caption(f"{len(shown)} of {len(df)} runs" + (f", {len(picked)} ticked" if picked else ""))
         _actions(root, picked)
+        _groups(root)
     start_forms(root)
     _launch_logs(root)

@@ -1,5 +1,6 @@
 """Imports run one way: core -> trainer (config -> data -> models -> methods -> loop, store)
--> analysis -> dashboard -> streamlit_app.py, and no dashboard page imports another page.
+-> sslscope (the library for other trainers' loops) -> analysis -> dashboard ->
+streamlit_app.py, and no dashboard page imports another page.
 
 Every ``import`` of every module (inside functions and ``TYPE_CHECKING`` blocks too) is read
 with ``ast``, resolved to a module of this repository, and its layer compared.
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "trainer", "analysis", "dashboard")
+PACKAGES = ("core", "trainer", "sslscope", "analysis", "dashboard")
 # core is the leaf: the standard library and these only
 CORE_THIRD_PARTY = {"torch", "numpy", "timm"}
 # trainer modules below the methods, in order; every other trainer module is the top (loop, store, ...)
@@ -35,12 +36,14 @@ def layer(module: str) -> tuple[int, int]:
             if any(_in(module, p) for p in prefixes):
                 return (1, rank)
         return (1, len(TRAINER_LAYERS))
-    if _in(module, "analysis"):
+    if _in(module, "sslscope"):
         return (2, 0)
-    if _in(module, "dashboard"):
+    if _in(module, "analysis"):
         return (3, 0)
+    if _in(module, "dashboard"):
+        return (4, 0)
     assert module == "streamlit_app", module
-    return (4, 0)
+    return (5, 0)
 
 
 def page_modules() -> set[str]:
@@ -95,7 +98,7 @@ def violations(root: Path = REPO, pages: set[str] | None = None) -> tuple[list[s
             if top not in (*PACKAGES, "streamlit_app"):
                 if _in(name, "core") and top not in CORE_THIRD_PARTY and top not in sys.stdlib_module_names:
                     bad.append(f"{where}:{line} imports {target}: core may import only torch, numpy, timm")
-                if top == "streamlit" and layer(name) < (3, 0):
+                if top == "streamlit" and layer(name) < layer("dashboard"):
                     bad.append(f"{where}:{line} imports {target}: only the dashboard uses streamlit")
                 continue
             checked += 1
@@ -147,3 +150,27 @@ def test_the_check_catches_each_kind_of_wrong_import(tmp_path, module, line, why
     path.write_text(text)
     bad, _ = violations(tmp_path, pages)
     assert len(bad) == 1 and why in bad[0] and module in bad[0], bad
+
+
+def test_the_monitor_library_imports_core_and_the_store_only():
+    """sslscope runs inside other trainers: of this repository it may import core and
+    trainer.store (with what the store imports), never the methods (timm, seconds) or above."""
+    files = module_files()
+    store_deps = {"trainer", "trainer.store", "trainer.liveness", "trainer.lock", "trainer.metrics_db",
+                  "trainer.run_info", "trainer.config"}
+    bad = []
+    for name, path in files.items():
+        if not _in(name, "sslscope"):
+            continue
+        for line, target in imports(name, path, set(files)):
+            top = target.split(".")[0]
+            if top in PACKAGES and not (_in(target, "core") or _in(target, "sslscope") or target in store_deps):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not bad, "\n".join(bad)
+    import subprocess
+
+    code = ("import sys, sslscope.monitor; "
+            "print(sorted(m for m in sys.modules if m == 'timm' or m.startswith('trainer.m')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.strip() == "['trainer.metrics_db']", out.stdout  # no timm, no trainer.methods / models

@@ -19,24 +19,14 @@ import time
 from pathlib import Path
 
 from trainer.config import DATASETS, METHODS, Config, ConfigError
+from trainer.studies import FIG7 as STUDY_FIG7
+from trainer.studies import STUDIES, missing_fields
 
-# The setting shared by every arm of the centering-sharpening study (the DINO paper's Fig. 7): the
-# default augmentations and teacher temperature with KoLeo at 0.05 instead of 0.2. KoLeo spreads
-# the backbone's features by itself: at 0.2 a collapsed head's k-NN rises as far as the full
-# method's (shapes, 16 px: 0.29 in all three arms) and the study would no longer show what
-# centering and sharpening each do; at 0 the full method drifts to uniform (0.83-0.95 ln K) and
-# its k-NN falls below the collapsed arms'. At 0.05: 0.33 vs 0.27-0.28 (docs/architecture.md).
-# Other --set values apply to all arms.
-FIG7 = ["dino.koleo_weight=0.05"]
-ABLATIONS = {
-    # arm -> overrides; everything else equal
-    "centering-sharpening": {
-        "both": [*FIG7, "dino.centering=mean", "dino.sharpening=true"],
-        "centering-only": [*FIG7, "dino.centering=mean", "dino.sharpening=false"],
-        "sharpening-only": [*FIG7, "dino.centering=none", "dino.sharpening=true"],
-        "neither": [*FIG7, "dino.centering=none", "dino.sharpening=false"],
-    },
-}
+# The studies (arms, the paper's finding, verdict rules) are data in trainer/studies.py. FIG7 is the
+# setting shared by the DINO arms (KoLeo 0.05); ABLATIONS the arms' overrides, for callers that
+# build the grid themselves (the demo, tests).
+FIG7 = list(STUDY_FIG7)
+ABLATIONS = {name: {arm.name: list(arm.sets) for arm in st.arms} for name, st in STUDIES.items()}
 
 # The demo, shaped so that its curves come early and it ends within 3 minutes on 2 cores: the four
 # arms of the grid first and together (one core each), then the three methods' defaults; a loss
@@ -52,7 +42,12 @@ EPILOG = """examples:
   python -m trainer train --method dino --data shapes --steps 300
   python -m trainer train --method mae --set mae.mask_ratio=0.9
   python -m trainer train --method dino --set dino.centering=sinkhorn --set dino.koleo_weight=0.1
-  python -m trainer ablate centering-sharpening --steps 300 --parallel 2
+  python -m trainer train --preset dinov2 --steps 600
+  python -m trainer train --preset dinov3 --steps 1500 --set dino.gram_teacher_scale=2
+  python -m trainer ablate --list
+  python -m trainer ablate centering-sharpening --seeds 3 --parallel 2
+  python -m trainer ablate teacher-temp --budget 20 --parallel 2 --group tt
+  python -m analysis report tt --out reports/tt
   python -m trainer resume runs/dino-shapes-20260101-120000
   python -m trainer demo
 Watch any of them live with: python -m dashboard
@@ -73,6 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set dino.out_dim=128 --set model.reg_tokens=4; "
                         "see trainer/config.py for every field and its default")
     p.add_argument("--seed", type=int, help="seeds data, init, crops and masks")
+    p.add_argument("--preset", choices=("dinov2", "dinov3"),
+                   help="a recipe of DINO settings, applied after --config and the flags above and before --set: "
+                        "dinov2 = DINO + the iBOT patch loss; dinov3 = dinov2 on a DINOv3 backbone (RoPE, storage "
+                        "tokens) with Gram anchoring (trainer/method_presets.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", help="the run folder, e.g. runs/dino-shapes-20260101-120000")
     r.add_argument("--step", type=int, help="resume from the checkpoint at this step instead of the newest "
                    "(later checkpoints and metric rows are dropped)")
-    a = sub.add_parser("ablate", help="run an ablation grid as one group, everything else equal")
-    a.add_argument("study", choices=tuple(ABLATIONS), help="centering-sharpening: the 2 x 2 grid of DINO's Fig. 7 "
-                   "(centering alone -> uniform collapse, sharpening alone -> one-hot collapse), with the "
-                   "default augmentations and KoLeo weakened to 0.05 in every arm")
-    a.add_argument("--parallel", type=int, default=1, help="arms trained at once (each gets cores / K threads)")
-    a.add_argument("--group", help="group name (default <study>-<time>)")
+    a = sub.add_parser("ablate", help="run a classic ablation (a study) as one group, with seeds; "
+                       "python -m analysis report GROUP then sets our result beside the paper's",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("study", nargs="?", choices=tuple(STUDIES), metavar="STUDY",
+                   help=f"one of: {', '.join(STUDIES)} (--list says what each compares and what the paper found)")
+    a.add_argument("--list", action="store_true", help="print every study: arms, the paper's finding, default "
+                   "budget and the verdict rules")
+    a.add_argument("--seeds", type=int, help="seeds per arm (default: the study's, 3); mean and spread over them")
+    a.add_argument("--parallel", type=int, default=1, help="runs trained at once (each gets cores / K threads)")
+    a.add_argument("--budget", type=float, metavar="MINUTES", help="scale the steps so that the whole study "
+                   "fits in this many minutes, estimated from timed steps of each arm on this machine")
+    a.add_argument("--group", help="group name (default <study>-<time>); rerunning with an existing group resumes "
+                   "it: finished runs are reused, interrupted ones continue from their checkpoints")
     _common(a)
     d = sub.add_parser("demo", help="short DINO, MAE and I-JEPA runs plus the centering/sharpening grid on shapes")
     d.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"steps per run (default {DEMO_STEPS})")
@@ -109,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, method: str | None = None) -> Config:
-    """Config file, then the named flags, then --set overrides; validated."""
+def config_from_args(args: argparse.Namespace, method: str | None = None, base: list[str] = ()) -> Config:
+    """Config file, then ``base`` (a study's scale), then the named flags, then --set overrides;
+    validated."""
     cfg = Config.load(args.config) if getattr(args, "config", None) else Config()
-    sets: list[str] = []
+    sets: list[str] = list(base)
     flag_map = {"method": "run.method", "name": "run.name", "group": "run.group", "data": "data.name",
                 "data_path": "data.path", "steps": "optim.steps", "batch_size": "data.batch_size",
                 "runs_dir": "run.runs_dir", "device": "run.device", "seed": "run.seed"}
@@ -124,15 +131,98 @@ def config_from_args(args: argparse.Namespace, method: str | None = None) -> Con
         sets.append(f"run.method={method}")
     if getattr(args, "runs_dir", None) is None and "SSLSCOPE_RUNS" in os.environ:
         sets.append(f"run.runs_dir={os.environ['SSLSCOPE_RUNS']}")
-    cfg = cfg.with_overrides(sets + list(getattr(args, "set", []) or []))
+    cfg = cfg.with_overrides(sets)
+    if getattr(args, "preset", None):  # after the flags (dinov3 scales with --steps), before --set
+        from trainer.method_presets import apply_preset
+
+        cfg = apply_preset(cfg, args.preset)
+    cfg = cfg.with_overrides(list(getattr(args, "set", []) or []))
     if cfg.optim.warmup_steps > cfg.optim.steps:  # short runs: shrink the default warm-ups with them
         cfg = cfg.set("optim.warmup_steps", cfg.optim.steps // 10)
     return cfg.validate()
 
 
 def ablation_configs(base: Config, study: str, group: str) -> list[Config]:
-    return [base.with_overrides(sets + [f"run.name={group}-{arm}", f"run.group={group}"]).validate()
-            for arm, sets in ABLATIONS[study].items()]
+    """One run per arm of ``study`` at ``base``'s seed and steps, named ``<group>-<arm>`` (the demo's grid)."""
+    st = STUDIES[study]
+    return [base.with_overrides([*arm.overrides(base.optim.steps), f"run.name={group}-{arm.name}",
+                                 f"run.group={group}", f"run.study={study}", f"run.arm={arm.name}"]).validate()
+            for arm in st.arms]
+
+
+def ablate_base(args: argparse.Namespace) -> Config:
+    """The config every run of ``args.study`` starts from: the study's scale under the user's flags."""
+    study = STUDIES[args.study]
+    missing = missing_fields(study)
+    if missing:
+        raise ConfigError(f"study '{study.name}' needs {', '.join(missing)}, which this trainer does not have yet "
+                          "(the DINOv2/v3 iBOT and Gram work adds them); see python -m trainer ablate --list")
+    if args.seeds is not None and not 1 <= args.seeds <= 100:
+        raise ConfigError(f"--seeds {args.seeds} must lie in [1, 100]")
+    if args.budget is not None and not args.budget > 0:
+        raise ConfigError(f"--budget {args.budget} must be a positive number of minutes")
+    return config_from_args(args, method=study.method, base=list(study.base))
+
+
+def ablate(args: argparse.Namespace) -> int:
+    """``ablate STUDY``: plan the study's runs, reuse / resume what an earlier launch of the
+    same group left, fit a budget, launch the rest; returns the launch's exit code."""
+    from trainer.launcher import run_many
+    from trainer.study_plan import existing_steps, plan_launch, study_configs
+
+    study = STUDIES[args.study]
+    base = ablate_base(args)
+    group = args.group or f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(base.run.runs_dir)
+    seeds = [base.run.seed + i for i in range(args.seeds or study.seeds)]
+    user_keys = {s.split("=", 1)[0].strip() for s in args.set}
+    steps, prior = args.steps or study.steps, existing_steps(root, group)
+    if prior is not None and args.steps is None:
+        steps = prior  # a rerun resumes the group at the steps it was started with
+        if args.budget:
+            print(f"group {group} exists: keeping its {prior} steps per run (--budget applies to a new group)")
+    elif args.budget:
+        from trainer.study_budget import fit_budget
+
+        steps = fit_budget(study, base, group, seeds, user_keys, args.budget, args.parallel)
+    cfgs = study_configs(study, base, group, seeds, steps, user_keys)
+    launch = plan_launch(cfgs, root)
+    print(f"study {study.name}: {len(study.arms)} arms x {len(seeds)} seeds = {len(cfgs)} runs of {steps} steps "
+          f"in group {group} ({root})")
+    if launch.reuse:
+        print(f"reused (finished before): {', '.join(launch.reuse)}")
+    if launch.resume:
+        print(f"resumed from their checkpoints: {', '.join(launch.resume)}")
+    print(f"if interrupted, the same command with --group {group} resumes it; then: "
+          f"python -m analysis report {group} --runs-dir {root} --out reports/{group}", flush=True)
+    if not launch.to_run:
+        print("every run of the study has finished already")
+        return 0
+    return run_many(launch.to_run, args.parallel, group, "ablate", resume=launch.resume)
+
+
+def describe_studies() -> str:
+    """``ablate --list``: every study with its arms, the paper's finding, budget and rules."""
+    from core.measures import MEASURES
+    from core.metrics import METRICS
+
+    titles = {**{n: m.title for n, m in METRICS.items()}, **{n: m.title for n, m in MEASURES.items()}}
+    out = []
+    for st in STUDIES.values():
+        missing = missing_fields(st)
+        head = f"{st.name}: {st.title} ({st.method}; default {len(st.arms)} arms x {st.seeds} seeds x {st.steps} steps)"
+        out.append(head + (f" -- not available yet: needs {', '.join(missing)}" if missing else ""))
+        out.append(f"  paper: {st.paper}")
+        out.append(f"  finding: {st.finding}")
+        if st.base:
+            out.append(f"  scale: {' '.join(st.base)}")
+        for arm in st.arms:
+            scaled = [f"{k}={f:g} x steps" for k, f in arm.scaled]
+            out.append(f"  arm {arm.name}: {' '.join([*arm.sets, *scaled])}")
+        for c in st.claims:
+            out.append(f"  {'verdict' if c.headline else 'also'}: {c.text}: {c.rule(titles)}")
+        out.append("")
+    return "\n".join(out)
 
 
 def demo_parallel() -> int:
@@ -201,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"run folder '{run_dir}' does not exist; list runs with: ls runs/")
             print(f"run written to {resume(run_dir, progress=True, step=args.step)}")
         elif args.command == "ablate":
-            base = config_from_args(args, method="dino")
-            group = args.group or f"{args.study}-{time.strftime('%Y%m%d-%H%M%S')}"
-            return run_many(ablation_configs(base, args.study, group), args.parallel, group, "ablate")
+            if args.list:
+                print(describe_studies())
+                return 0
+            if not args.study:
+                raise ConfigError(f"name a study ({', '.join(STUDIES)}) or list them with --list")
+            return ablate(args)
         elif args.command == "demo":
             stamp = time.strftime("%Y%m%d-%H%M%S")
             runs_dir = args.runs_dir or os.environ.get("SSLSCOPE_RUNS")

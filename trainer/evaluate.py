@@ -1,4 +1,6 @@
-"""Online evaluation during training: weighted k-NN on a held-out split.
+"""Online evaluation during training: weighted k-NN on a held-out split, and at step 0 the
+same k-NN on raw pixels (the reference a learnt feature should beat; the random-initialisation
+reference is step 0's ``eval/knn_top1`` itself).
 
 k-NN (DINO's protocol, k = 20, T = 0.07, cosine) on the features of ``core.features`` with the
 maths of ``core.knn``, so the number logged while training equals the one the analysis pages
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.features import extract
+from core.features import extract, pixel_features
 from core.knn import knn_top1
 
 
@@ -35,3 +37,16 @@ def knn_eval(encoder: nn.Module, bank_images: torch.Tensor, bank_labels: torch.T
     query = encode(encoder, query_images[qmask], device, feature=feature)
     num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     return knn_top1(bank, bank_labels[keep], query, query_labels[qmask], k=k, T=temp, num_classes=num_classes)
+
+
+@torch.no_grad()
+def knn_eval_pixels(bank_images: torch.Tensor, bank_labels: torch.Tensor, query_images: torch.Tensor,
+                    query_labels: torch.Tensor, k: int, temp: float) -> float:
+    """Top-1 (0..1) of the same weighted k-NN (same bank, queries, k and T) on raw pixels
+    (``core.features.pixel_features`` of the normalised images (N, 3, S, S))."""
+    keep, qmask = bank_labels >= 0, query_labels >= 0
+    if keep.sum() == 0 or qmask.sum() == 0:
+        return float("nan")
+    num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
+    return knn_top1(pixel_features(bank_images[keep]), bank_labels[keep], pixel_features(query_images[qmask]),
+                    query_labels[qmask], k=k, T=temp, num_classes=num_classes)

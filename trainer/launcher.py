@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,28 @@ def train_argv(cfg: Config) -> list[str]:
     return [sys.executable, "-m", "trainer", "train"] + [x for s in sets for x in ("--set", s)]
 
 
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.run.runs_dir or os.environ.get("SSLSCOPE_RUNS", "runs")) / cfg.run.name
+
+
+def resume_argv(cfg: Config) -> list[str]:
+    """argv that resumes the existing run of ``cfg`` from its newest checkpoint, in a fresh process."""
+    return [sys.executable, "-m", "trainer", "resume", str(run_dir_of(cfg))]
+
+
 class Plan:
     """The plan file of one launch, written once the launch has started, again when it ends."""
 
-    def __init__(self, cfgs: list[Config], name: str, command: str, parallel: int):
+    def __init__(self, cfgs: list[Config], name: str, command: str, parallel: int,
+                 resume: frozenset[str] = frozenset()):
         root = Path(cfgs[0].run.runs_dir or os.environ.get("SSLSCOPE_RUNS", "runs")) if cfgs else Path("runs")
         self.path = root / LAUNCH_DIR / f"{name}.plan.json"
         self.info: dict[str, Any] = {
             "name": name, "command": command, **identity(),  # pid, pid_start, boot_id, host
             "parallel": parallel, "threads": threads_per_run(parallel) if parallel > 1 else None,
             "started": time.time(), "ended": None, "stop_reason": "", "not_started": [],
-            "runs": [{"run_id": c.run.name, "method": c.run.method, "steps": c.optim.steps} for c in cfgs],
+            "runs": [{"run_id": c.run.name, "method": c.run.method, "steps": c.optim.steps,
+                      "resume": c.run.name in resume} for c in cfgs],
         }
 
     def write(self) -> None:
@@ -101,39 +113,47 @@ def _not_started(cfgs: list[Config], stop: StopFlag) -> list[Config]:
     return cfgs
 
 
-def run_many(cfgs: list[Config], parallel: int, name: str = "", command: str = "") -> int:
+def run_many(cfgs: list[Config], parallel: int, name: str = "", command: str = "",
+             resume: Collection[str] = ()) -> int:
     """Train ``cfgs`` in list order, ``parallel`` at a time (1: in this process); returns the
     exit code of the launch: 0 when every run finished, 1 when one failed, 128 + signal (130,
     143) when a signal stopped every run in progress and started no other. ``name`` (e.g. the
-    group) names the plan file; none is written without it."""
+    group) names the plan file; none is written without it. Runs named in ``resume`` exist
+    already (an interrupted study): they continue from their newest checkpoint instead."""
     stop = StopFlag()
+    resume = frozenset(resume)
     with stop_signals(stop):
-        plan = Plan(cfgs, name, command, parallel) if name else None
+        plan = Plan(cfgs, name, command, parallel, resume) if name else None
         not_started: list[Config] = []
         try:
             if parallel <= 1:
                 if plan is not None:
                     plan.write()
-                failures = _in_turn(cfgs, stop, not_started)
+                failures = _in_turn(cfgs, stop, not_started, resume)
             else:
-                failures = _side_by_side(cfgs, parallel, stop, not_started, plan)
+                failures = _side_by_side(cfgs, parallel, stop, not_started, plan, resume)
         finally:
             if plan is not None:
                 plan.end(stop, not_started)
         return stop.exit_code if stop.reason else int(failures > 0)
 
 
-def _in_turn(cfgs: list[Config], stop: StopFlag, not_started: list[Config]) -> int:
+def _in_turn(cfgs: list[Config], stop: StopFlag, not_started: list[Config], resume: frozenset[str]) -> int:
     from trainer.loop import RunStopped, train
+    from trainer.loop import resume as resume_run
 
     failures = 0
     for i, cfg in enumerate(cfgs):
         if stop.reason:
             not_started += _not_started(cfgs[i:], stop)
             break
-        print(f"== {cfg.run.name}", flush=True)
+        again = cfg.run.name in resume
+        print(f"== {cfg.run.name}" + (" (resumed)" if again else ""), flush=True)
         try:
-            train(cfg, progress=True, stop=stop)  # the same flag: a signal mid-run ends the launch too
+            if again:
+                resume_run(run_dir_of(cfg), progress=True, stop=stop)
+            else:
+                train(cfg, progress=True, stop=stop)  # the same flag: a signal mid-run ends the launch too
         except RunStopped as e:
             print(str(e), file=sys.stderr)
             not_started += _not_started(cfgs[i + 1:], stop)
@@ -145,7 +165,7 @@ def _in_turn(cfgs: list[Config], stop: StopFlag, not_started: list[Config]) -> i
 
 
 def _side_by_side(cfgs: list[Config], parallel: int, stop: StopFlag, not_started: list[Config],
-                  plan: Plan | None) -> int:
+                  plan: Plan | None, resume: frozenset[str]) -> int:
     threads = str(threads_per_run(parallel))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
     pending, running, told, failures = list(cfgs), [], set(), 0
@@ -156,11 +176,13 @@ def _side_by_side(cfgs: list[Config], parallel: int, stop: StopFlag, not_started
                 pending = []
             while pending and len(running) < parallel:
                 cfg = pending.pop(0)
-                print(f"== started {cfg.run.name} ({threads} thread{'s' * (threads != '1')})", flush=True)
+                again = cfg.run.name in resume
+                print(f"== {'resumed' if again else 'started'} {cfg.run.name} "
+                      f"({threads} thread{'s' * (threads != '1')})", flush=True)
                 # own process group: a terminal's Ctrl-C reaches the launcher alone, which
                 # forwards SIGTERM; a child still importing dies before it has made a folder
-                running.append((cfg, subprocess.Popen(train_argv(cfg), env=env, stdin=subprocess.DEVNULL,
-                                                      process_group=0)))
+                argv = resume_argv(cfg) if again else train_argv(cfg)
+                running.append((cfg, subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, process_group=0)))
             if plan is not None and not plan.path.exists():
                 plan.write()
             time.sleep(POLL_S)

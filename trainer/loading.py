@@ -5,11 +5,12 @@ the backbone to analyse (DINO ``teacher.backbone.``, MAE ``encoder.``, I-JEPA
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
+from core.vit import ViT
 from trainer.config import Config, ConfigError
 from trainer.methods import Method, build_method
 from trainer.models.backbone import build_backbone
@@ -19,6 +20,9 @@ from trainer.store import CheckpointInfo, StoreError, list_checkpoints, load_che
 def run_config(run_dir: Path | str) -> Config:
     """The validated config a run was trained with."""
     info = read_run_info(run_dir)
+    if info["config"] and not set(info["config"]) & {f.name for f in dataclasses.fields(Config)}:
+        raise StoreError(f"run '{run_dir}' was not trained by SSLScope's trainer (watched by sslscope.monitor or "
+                         "imported from a log): it has curves and probes, but no model config to load or resume")
     try:
         return Config.from_dict(info["config"]).validate()
     except (ConfigError, KeyError) as e:
@@ -54,7 +58,7 @@ def load_method(run_dir: Path | str, step: int | None = None) -> tuple[Method, C
     return method.eval(), cfg, ck
 
 
-def load_encoder(run_dir: Path | str, step: int | None = None) -> tuple[VisionTransformer, Config, CheckpointInfo]:
+def load_encoder(run_dir: Path | str, step: int | None = None) -> tuple[ViT, Config, CheckpointInfo]:
     """Just the backbone to analyse, without building the method's heads."""
     cfg = run_config(run_dir)
     ck = pick_checkpoint(run_dir, step)

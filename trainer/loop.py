@@ -26,11 +26,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core import metrics as M
+from core.distributed import all_reduce_mean
 from core.probes import LAYOUT_KEY, check_probe, layout_array
 from trainer.checkpoint import restore_newest_good, save_training_state
 from trainer.config import Config
 from trainer.data import ImageDataset, build_dataset, build_loader, eval_tensor
-from trainer.evaluate import knn_eval
+from trainer.evaluate import knn_eval, knn_eval_pixels
 from trainer.lock import RunLock
 from trainer.methods import Method, build_method
 from trainer.models.backbone import param_groups
@@ -82,18 +83,19 @@ def train(cfg: Config, progress: bool = False, stop: StopFlag | None = None) -> 
         return _run(cfg, rt, root / run_id, data, None, progress, flag)
 
 
-def resume(run_dir: Path | str, progress: bool = False, step: int | None = None) -> Path:
+def resume(run_dir: Path | str, progress: bool = False, step: int | None = None,
+           stop: StopFlag | None = None) -> Path:
     """Continue a run from its latest checkpoint (or the one at ``step``): same config, step,
     optimiser, schedules, EMA teacher / target encoder and DINO centre. A newest checkpoint
     that cannot be restored is skipped for the one before (said on stderr and in the events);
     a run killed before its first checkpoint starts again from step 0. Refused while another
-    process writes the run."""
+    process writes the run. ``stop``: a flag shared with a launcher, as for :func:`train`."""
     from trainer.loading import pick_checkpoint, run_config
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     rt = setup_runtime(cfg.run.device)
-    with stop_signals(StopFlag(), rt.is_main) as flag:
+    with stop_signals(stop or StopFlag(), rt.is_main) as flag:
         lock = lock_run(run_dir) if rt.is_main else None  # a live run is refused before data loads
         try:
             # no checkpoint yet (killed before the first one was whole): start it again from step 0
@@ -130,6 +132,17 @@ def _open_writer(cfg: Config, run_dir: Path, resume_from: list[CheckpointInfo] |
     writer.log_event(start, "info", f"resumed from step {start}" if resume_from else
                      "no checkpoint yet: started again from step 0")
     return writer
+
+
+def _mean_over_ranks(values: dict[str, torch.Tensor | float], rt: Runtime) -> dict[str, float]:
+    """Python floats of one step's loss and statistics, averaged over the ranks under DDP (one
+    collective, one host copy): the loss is then the global batch's, as one process logs it;
+    statistics that are not batch means (std, entropy of the batch mean, ...) are the mean of
+    the ranks' values."""
+    if not rt.distributed:
+        return {k: float(v) for k, v in values.items()}
+    x = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(rt.device).reshape(()) for v in values.values()])
+    return dict(zip(values, all_reduce_mean(x).cpu().tolist()))
 
 
 def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, ImageDataset],
@@ -174,7 +187,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         arrays, pstats = method.probe(probe_images)
         check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
         writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
-        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **pstats})
+        refs = {}
+        if step == 0:  # the raw-pixel reference, once: step 0's k-NN is the random-init one
+            refs[M.EVAL_KNN_TOP1_PIXELS] = knn_eval_pixels(bank_images, bank_labels, val_images, val_labels,
+                                                           r.knn_k, r.knn_temp)
+        writer.log_scalars(step, epoch(step), {M.EVAL_KNN_TOP1: knn, **refs, **pstats})
 
     saved = [start if resume_from else -1]
 
@@ -213,11 +230,12 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
             method.after_step(it)
             step = it + 1
 
+            if step % r.log_every == 0 or step == o.steps:  # every rank: the mean is a collective
+                stats = _mean_over_ranks({M.TRAIN_LOSS: loss.detach(), **out.stats}, rt)
             if writer is not None and (step % r.log_every == 0 or step == o.steps):
                 now = time.perf_counter()
-                stats = {k: float(v) for k, v in out.stats.items()}
                 stats.update({
-                    M.TRAIN_LOSS: loss.item(), M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
+                    M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
                     M.GRAD_NORM: float(grad_norm),
                     M.PERF_IMAGES_PER_S: (step - n_last) * images_per_step / (now - t_last),
                     **method.schedule_stats(it),

@@ -273,6 +273,15 @@ class RunWriter:
         except sqlite3.Error as e:
             raise _write_error(f"metrics to '{self.dir / DB_NAME}'", e) from None
 
+    def log_rows(self, rows: list[tuple[int, float, float, str, float]]) -> None:
+        """Rows (step, epoch, wall_time, name, value) of any number of steps in one transaction:
+        logs written by another trainer, imported with their own times. NaN rows are skipped."""
+        rows = [(int(s), float(e), float(t), str(k), float(v)) for s, e, t, k, v in rows if float(v) == float(v)]
+        try:
+            insert_scalars(self._db, rows)
+        except sqlite3.Error as e:
+            raise _write_error(f"metrics to '{self.dir / DB_NAME}'", e) from None
+
     def log_event(self, step: int, level: str, message: str) -> None:
         try:
             insert_event(self._db, (step, time.time(), level, message))

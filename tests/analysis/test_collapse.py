@@ -100,15 +100,16 @@ def test_diagnose_from_logged_values_and_unknown():
     assert diagnose({}).label == "unknown"
 
 
-def test_diagnose_run_reads_last_logged_values(tmp_path):
+def test_diagnose_run_judges_the_logged_curves_with_the_alarms(tmp_path):
     from analysis.collapse import diagnose_run
     from trainer.config import Config
     from trainer.store import RunWriter
 
-    w = RunWriter.create(tmp_path, "r1", Config().to_dict(), "dino")
+    cfg = Config()  # 300 steps: the EMA teacher (0.99 -> 1) is judged from step 73, windows of 5 logs
+    w = RunWriter.create(tmp_path, "r1", cfg.to_dict(), "dino")
     log_k = math.log(64)
-    for step in range(0, 100, 10):  # healthy early, uniform collapse in the last 5 logs
-        late = step >= 50
+    for step in range(0, 200, 10):  # healthy early, uniform collapse from step 100
+        late = step >= 100
         w.log_scalars(step, 0.0, {"dino/teacher_entropy": (0.99 if late else 0.6) * log_k, "dino/log_k": log_k,
                                   "dino/kl_teacher_student": 0.001 if late else 0.3,
                                   "dino/teacher_batch_entropy": log_k, "collapse/rankme": 20.0,
@@ -116,7 +117,11 @@ def test_diagnose_run_reads_last_logged_values(tmp_path):
     w.close()
     d = diagnose_run(tmp_path / "r1")
     assert d.label == "uniform collapse", d.summary()
+    # the first window of 5 logs that starts at 100: (100..140)
+    assert (d.rule, d.first_step, d.step) == ("uniform-collapse", 140, 190)
     assert d.values["dino/kl_teacher_student"] == pytest.approx(0.001)
+    # the default config: sharpening on at 0.015 and KoLeo at its default, so neither is named as off
+    assert "the teacher temperature is already 0.015" in d.advice and "KoLeo" not in d.advice
 
 
 def test_diagnose_source_uses_the_loss_object_on_multicrop_views(tmp_path):

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from analysis.study import load_group
+from analysis.verdict import VERDICTS
 from dashboard import charts
 from tests.dashboard.conftest import REPO, no_exception, page_app, plotly_array, plotly_specs
 from trainer.store import read_metric
+from trainer.studies import STUDIES
 
 pytestmark = pytest.mark.slow  # the session fixture trains seven tiny runs
 
@@ -28,6 +31,9 @@ def test_runs_page_lists_every_run_with_its_group_and_status(real_store, monkeyp
     assert (df["progress"] == 1.0).all() and set(df["step"]) == {6, 10}
     assert df.loc[df["run"] == "dino", "diagnosis"].iloc[0] != ""
     assert [b.label for b in at.button][:3] == ["Watch live", "Compare", "Stop"]
+    groups = at.dataframe[1].value  # each group's verdict: the demo-style grid is matched to its study
+    assert list(groups["group"]) == ["cs"] and list(groups["study"]) == ["centering-sharpening"]
+    assert groups["runs"].iloc[0] == "4 of 4 finished" and groups["verdict"].iloc[0] in VERDICTS
 
 
 def test_live_page_shows_the_collapse_panel_with_ln_k_and_the_probe(real_store, monkeypatch):
@@ -72,9 +78,37 @@ def test_compare_page_draws_the_collapse_study_one_curve_per_arm(real_store, mon
     arms = sorted(t["name"] for t in study["data"] if t.get("xaxis", "x") == "x" and t.get("opacity") != 0.25)
     assert arms == sorted(["centering, sharpening", "centering, no sharpening", "no centering, sharpening",
                            "no centering, no sharpening"])
-    table = at.dataframe[0].value
+    claims, spreads, table = (d.value for d in at.dataframe)
+    result = load_group(real_store, "cs")  # what the page shows is analysis's verdict
+    assert list(claims["verdict"]) == [c.verdict for c in result.verdict.claims]
+    assert list(claims["the paper"]) == [c.text for c in STUDIES["centering-sharpening"].claims]
+    boxes = [*at.success, *at.error, *at.warning, *at.info]
+    assert any(b.value.startswith(f"**{result.verdict.verdict}**") for b in boxes)
+    assert list(spreads["arm"]) == ["both", "centering-only", "sharpening-only", "neither"]
+    assert set(spreads["seeds"]) == {"1 of 1"}
     assert len(table) == 4 and table["k-NN"].between(0, 1).all()
-    assert len(at.get("download_button")) == 3
+    assert len(at.get("download_button")) == 4  # + the report
+
+
+def test_compare_page_shows_spreads_over_seeds_and_computes_pending_measures(tmp_path, monkeypatch):
+    from tests.trainer.test_launcher import TINY
+    from trainer.__main__ import main
+
+    sets = [x for s in TINY for x in ("--set", s)]
+    assert main(["ablate", "registers", "--seeds", "2", "--steps", "4", "--group", "reg", "--runs-dir",
+                 str(tmp_path), *sets]) == 0
+    at = page_app("compare", tmp_path, monkeypatch).run()
+    no_exception(at)
+    claims, spreads = at.dataframe[0].value, at.dataframe[1].value
+    assert claims["verdict"].iloc[1] == "pending" and "not measured yet" in claims["why (our figures)"].iloc[1]
+    knn = next(c for c in spreads.columns if c.startswith("k-NN top-1"))
+    assert set(spreads["seeds"]) == {"2 of 2"} and spreads[knn].str.contains(" ± ").all()
+    button = next(b for b in at.button if b.label.startswith("Compute attention jaccard"))
+    button.click().run()
+    no_exception(at)
+    result = load_group(tmp_path, "reg")  # computed and cached: the page and the report agree
+    assert result.verdict.claims[1].verdict in ("reproduced", "not reproduced", "inconclusive")
+    assert list(at.dataframe[0].value["verdict"]) == [c.verdict for c in result.verdict.claims]
 
 
 def test_guide_page_has_a_formula_per_documented_metric(real_store, monkeypatch):
@@ -375,4 +409,32 @@ def test_live_page_shows_failure_reason_events_and_collapse_banner(tmp_path, mon
     assert "**nan** failed: non-finite loss at step 17" in at.error[0].value
     warnings = [w.value for w in at.warning]
     assert any("step 12: grad norm spike 1e4" in w for w in warnings)
-    assert any(w.startswith("**uniform: uniform collapse.**") and "ln K" in w for w in warnings)
+    banner = next(w for w in warnings if w.startswith("**uniform: uniform collapse** (rule `uniform-collapse`"))
+    assert "ln K" in banner and "**Try:** sharpening is off (dino.sharpening=false" in banner
+
+
+def test_live_banner_and_runs_table_say_what_the_alarms_say_on_a_real_run(tmp_path, monkeypatch):
+    from analysis.collapse import diagnose_run
+    from tests.analysis.test_alarm_calibration import TINY
+    from tests.dashboard.synthetic import write_run
+    from trainer.config import Config
+    from trainer.loop import train
+
+    root = tmp_path / "runs"
+    run = train(Config().with_overrides(TINY + ["dino.centering=none", f"run.runs_dir={root}", "run.name=sharp"]))
+    write_run(root, "young", "mae", steps=4)  # 3 logs: too young for a window of 5
+    d = diagnose_run(run)
+    assert d.label == "one-hot collapse" and d.first_step is not None
+    at = page_app("live", root, monkeypatch)
+    at.session_state["selected_runs"] = ["sharp", "young"]
+    at.run()
+    no_exception(at)
+    banner = next(w.value for w in at.warning if w.value.startswith("**sharp:"))
+    assert banner.startswith(f"**sharp: one-hot collapse** (rule `one-hot-collapse`, first flagged at step "
+                             f"{d.first_step}).")
+    assert d.advice in banner and "turn centering on" not in banner
+    assert any(c.value.startswith("**young**: warming up, no verdict yet.") for c in at.caption)
+    at = page_app("runs", root, monkeypatch).run()
+    df = at.dataframe[0].value.set_index("run")
+    assert df.loc["sharp", "diagnosis"] == f"one-hot collapse since step {d.first_step}"
+    assert df.loc["young", "diagnosis"] == "warming up"

@@ -1,11 +1,13 @@
-"""Training batches as an infinite, resumable stream: the batch at step t is a function of
-(seed, t, rank) only.
+"""Training batches as an infinite, resumable stream: the global batch at step t is a function
+of (seed, t) only, whatever the number of processes sharing it.
 
-Order: epoch e is a permutation of the images drawn from (seed, e); step t takes slice
-t mod steps_per_epoch of it (drop_last), and under DDP rank r takes its own part of that
-slice. Views: each step's augmentations come from a generator seeded with (seed, step, rank).
-So a run resumed at ``start_step`` sees exactly the images and crops it would have seen, with
-any number of workers.
+Order (a distributed sampler): epoch e is a permutation of the images drawn from (seed, e);
+step t takes slice t mod steps_per_epoch of it (drop_last), and under DDP rank r takes rows
+r * B .. (r + 1) * B of that slice. Views: each step's augmentations are drawn for the whole
+global batch from a generator seeded with (seed, step), and each rank keeps the draws of its
+rows (``draws``), so 2 ranks x 8 images see exactly the crops 1 process x 16 sees. A run resumed
+at ``start_step`` sees exactly the images and crops it would have seen, with any number of
+workers.
 
 Each DataLoader item is a whole step (the dataset is indexed by step and cuts and augments the
 batch itself, batched; see ``multicrop``), so workers hand over finished batches and collate
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from trainer.config import Config
 from trainer.data.datasets import DataError, ImageDataset, build_dataset, normalize
+from trainer.data.draws import Draws
 from trainer.data.multicrop import ViewTransform, build_view_transform
 from trainer.data.views import Batch, ViewSpec
 
@@ -61,10 +64,11 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         idx = self.indices(step)
         images = torch.from_numpy(self.ds.images[idx]).permute(0, 3, 1, 2)  # (B, S, S, 3) -> (B, 3, S, S)
-        state = np.random.SeedSequence([self.seed, _VIEW_STREAM, step, self.rank]).generate_state(2, np.uint32)
+        # one stream per step for the global batch (the trailing 0 keeps earlier runs' draws)
+        state = np.random.SeedSequence([self.seed, _VIEW_STREAM, step, 0]).generate_state(2, np.uint32)
         g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
         with _one_thread():
-            views = self.transform.batch(images, g)
+            views = self.transform.batch(images, Draws.shard(g, self.batch_size, self.rank, self.world_size))
         return views, torch.from_numpy(self.ds.labels[idx])
 
 

@@ -1,8 +1,11 @@
 """Masks on the patch grid for MAE (random masking) and I-JEPA (multi-block masking).
 
-Both draw from a ``torch.Generator`` seeded from (run seed, step, rank) by ``step_generator``,
-so a resumed run redraws exactly the masks the uninterrupted run would have drawn, and the
-probe batch can use one fixed draw at every evaluation.
+Both draw from a ``torch.Generator`` seeded from (run seed, step) by ``step_generator``, so a
+resumed run redraws exactly the masks the uninterrupted run would have drawn, and the probe
+batch can use one fixed draw at every evaluation. Under DDP (``shard=(rank, world)``) every
+rank draws the masks of the whole global batch and keeps its own rows, so 2 ranks x 8 images
+train on the masks 1 process x 16 draws (I-JEPA's context lists are truncated to the global
+batch's minimum, as one process truncates them).
 
 Conventions follow the papers' code: MAE's ``random_masking`` (models_mae.py: argsort of
 noise, ``ids_shuffle``, ``ids_restore``, ``ids_keep``, ``mask`` with 1 = removed) and I-JEPA's
@@ -41,15 +44,18 @@ def num_masked(num_patches: int, mask_ratio: float) -> int:
 
 
 def random_masking(batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator,
-                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image random masking by argsort of uniform noise (MAE).
+                   device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image random masking by argsort of uniform noise (MAE); ``shard`` (rank, world):
+    this rank's ``batch`` rows of the masks of a global batch of ``world * batch``.
 
     Returns ``ids_keep`` (B, N - M) int64 visible patch indices in shuffled order,
     ``ids_restore`` (B, N) int64 with ``ids_shuffle[ids_restore] = arange(N)`` per row, and
     ``mask`` (B, N) float, 1 where the patch is removed, M = ``num_masked(N, ratio)`` per row.
     """
     len_keep = num_patches - num_masked(num_patches, mask_ratio)
-    noise = torch.rand(batch, num_patches, generator=generator)  # (B, N) in [0, 1)
+    rank, world = shard
+    noise = torch.rand(world * batch, num_patches, generator=generator)[rank * batch:(rank + 1) * batch]  # (B, N)
     ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :len_keep]
@@ -177,8 +183,14 @@ class MultiBlockMaskGenerator:
                 return ctx, targets
         return None
 
-    def __call__(self, batch: int, g: torch.Generator) -> MultiBlockMasks:
-        """Masks for ``batch`` images, every draw from ``g``."""
+    def __call__(self, batch: int, g: torch.Generator, shard: tuple[int, int] = (0, 1)) -> MultiBlockMasks:
+        """Masks for ``batch`` images, every draw from ``g``; ``shard`` (rank, world): this
+        rank's rows of the masks of a global batch of ``world * batch``."""
+        rank, world = shard
+        if world > 1:
+            m = self(world * batch, g)
+            rows = slice(rank * batch, (rank + 1) * batch)
+            return MultiBlockMasks(m.context_ids[rows], m.target_ids[rows], m.block_size, m.context_size, m.grid)
         t_size = self.sample_block_size(g, self.target_scale, self.target_aspect)
         c_size = self.sample_block_size(g, self.context_scale, (1.0, 1.0))  # square, as in I-JEPA
         while True:

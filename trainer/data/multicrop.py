@@ -28,6 +28,7 @@ from torchvision.ops import roi_align
 
 from trainer.data import photometric as P
 from trainer.data.datasets import MEAN, STD
+from trainer.data.draws import Draws
 from trainer.data.views import ViewSpec
 
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's aspect-ratio range
@@ -47,7 +48,9 @@ class ViewTransform:
     """Callable: one uint8 image (3, S, S) -> list of normalised float views, globals first.
 
     ``batch(images, generator)`` does the same for a stacked batch, returning one (B, 3, h, w)
-    tensor per view position: this is what the loader uses.
+    tensor per view position: this is what the loader uses. ``generator`` may be the
+    ``Draws`` of these images' rows in a global batch (DDP: every rank draws what one process
+    would draw for its images).
     """
 
     def __init__(self, spec: ViewSpec):
@@ -66,19 +69,20 @@ class ViewTransform:
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         return [v[0] for v in self.batch(image.unsqueeze(0), generator)]
 
-    def batch(self, images: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def batch(self, images: torch.Tensor, generator: torch.Generator | Draws | None = None) -> list[torch.Tensor]:
         """uint8 (B, 3, S, S) -> [float (B, 3, size_v, size_v) per view], normalised."""
-        g = generator if generator is not None else torch.default_generator
-        x01 = images.float().div_(255.0)
         b = len(images)
+        rows = Draws.of(generator if generator is not None else torch.default_generator, b)
+        x01 = images.float().div_(255.0)
         mean = torch.tensor(MEAN).view(1, 3, 1, 1)
         std = torch.tensor(STD).view(1, 3, 1, 1)
         out: list[torch.Tensor] = []
         # Views of one size and scale are processed together: (k * B) images, view-major.
         for (size, scale, photometric), group in groupby(self.views, key=lambda v: (v.size, v.scale, v.photometric)):
             views = list(group)
+            g = rows.copies(len(views))  # the draws of these (k * B) rows, view-major
             x = random_resized_crop(x01, g, size, scale, copies=len(views))
-            flip = (torch.rand(len(x), generator=g) < 0.5).view(-1, 1, 1, 1)
+            flip = (g.rand() < 0.5).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
             if photometric and self.spec.rotation > 0:
                 x = random_rotation(x, g, self.spec.rotation)
@@ -107,9 +111,10 @@ def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def random_rotation(x: torch.Tensor, g: torch.Generator, degrees: float) -> torch.Tensor:
-    """``rotate`` each image (N, 3, h, w) by its own angle, uniform in [-degrees, degrees]."""
-    theta = (torch.rand(x.shape[0], generator=g, dtype=torch.float64) * 2 - 1) * math.radians(degrees)
+def random_rotation(x: torch.Tensor, g: torch.Generator | Draws, degrees: float) -> torch.Tensor:
+    """``rotate`` each image (N, 3, h, w) by its own angle, uniform in [-degrees, degrees]
+    (drawn for the whole global batch under DDP, like every other view draw)."""
+    theta = (Draws.of(g, x.shape[0]).rand(dtype=torch.float64) * 2 - 1) * math.radians(degrees)
     return rotate(x, theta)
 
 
@@ -118,7 +123,7 @@ def build_view_transform(spec: ViewSpec) -> ViewTransform:
     return ViewTransform(spec)
 
 
-def random_resized_crop(images: torch.Tensor, g: torch.Generator, size: int, scale: tuple[float, float],
+def random_resized_crop(images: torch.Tensor, g: torch.Generator | Draws, size: int, scale: tuple[float, float],
                         copies: int = 1) -> torch.Tensor:
     """float (B, 3, H, W) -> (copies * B, 3, size, size): ``copies`` RandomResizedCrops per image,
     view-major (all images' first crop, then all second crops, ...)."""
@@ -131,14 +136,15 @@ def random_resized_crop(images: torch.Tensor, g: torch.Generator, size: int, sca
     return roi_align(images, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
-def crop_boxes(g: torch.Generator, n: int, height: int, width: int, scale: tuple[float, float],
+def crop_boxes(g: torch.Generator | Draws, n: int, height: int, width: int, scale: tuple[float, float],
                ratio: tuple[float, float] = RATIO, tries: int = 10) -> torch.Tensor:
     """(n, 4) int64 boxes (top, left, height, width): RandomResizedCrop's draw, vectorised.
 
     Up to ``tries`` draws of area and log-aspect per image; the first that fits wins, else the
     central crop clipped to the ratio range, exactly as ``RandomResizedCrop.make_params``.
     """
-    u_area, u_ratio = torch.rand(2, n, tries, generator=g, dtype=torch.float64)
+    d = Draws.of(g, n)
+    u_area, u_ratio = d.rand(tries, lead=(2,), dtype=torch.float64)
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(lo + (hi - lo) * u_ratio)
@@ -149,8 +155,8 @@ def crop_boxes(g: torch.Generator, n: int, height: int, width: int, scale: tuple
     found = ok.any(dim=1)
     cw = cw.gather(1, first[:, None])[:, 0]
     ch = ch.gather(1, first[:, None])[:, 0]
-    top = (torch.rand(n, generator=g, dtype=torch.float64) * (height - ch + 1)).long()
-    left = (torch.rand(n, generator=g, dtype=torch.float64) * (width - cw + 1)).long()
+    top = (d.rand(dtype=torch.float64) * (height - ch + 1)).long()
+    left = (d.rand(dtype=torch.float64) * (width - cw + 1)).long()
     # Fallback: the central crop, clipped to the aspect-ratio range.
     in_ratio = width / height
     fw, fh = width, height

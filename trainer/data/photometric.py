@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from trainer.data.draws import Draws
+
 _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
@@ -71,19 +73,20 @@ def solarize(x: torch.Tensor, threshold: float = 128 / 255) -> torch.Tensor:
 _JITTER = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 
 
-def random_color_jitter(x: torch.Tensor, g: torch.Generator, p: float = 0.8, brightness: float = 0.4,
+def random_color_jitter(x: torch.Tensor, g: torch.Generator | Draws, p: float = 0.8, brightness: float = 0.4,
                         contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1) -> torch.Tensor:
     """RandomApply(ColorJitter(brightness, contrast, saturation, hue), p) per image.
 
     As in v2.ColorJitter: factors uniform in [1 - a, 1 + a] (hue in [-hue, hue]), the four
-    operations in a random order per image.
+    operations in a random order per image. ``g``: a generator, or the draws of these rows of
+    a global batch (``draws``), as for every ``random_*`` here.
     """
-    b = x.shape[0]
-    on = torch.rand(b, generator=g) < p
-    order = torch.argsort(torch.rand(b, 4, generator=g), dim=1)  # a random permutation per image
+    d = Draws.of(g, x.shape[0])
+    on = d.rand() < p
+    order = torch.argsort(d.rand(4), dim=1)  # a random permutation per image
     lo_hi = [(1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast),
              (1 - saturation, 1 + saturation), (-hue, hue)]
-    factors = [lo + (hi - lo) * torch.rand(b, generator=g) for lo, hi in lo_hi]
+    factors = [lo + (hi - lo) * d.rand() for lo, hi in lo_hi]
     x = x.clone()
     for slot in range(4):
         for op in range(4):
@@ -93,19 +96,19 @@ def random_color_jitter(x: torch.Tensor, g: torch.Generator, p: float = 0.8, bri
     return x
 
 
-def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float = 0.2) -> torch.Tensor:
+def random_grayscale(x: torch.Tensor, g: torch.Generator | Draws, p: float = 0.2) -> torch.Tensor:
     """RandomGrayscale(p): grey replicated to 3 channels, per image."""
-    on = (torch.rand(x.shape[0], generator=g) < p).view(-1, 1, 1, 1)
+    on = (Draws.of(g, x.shape[0]).rand() < p).view(-1, 1, 1, 1)
     return torch.where(on, grayscale(x).expand_as(x), x)
 
 
-def random_gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float | torch.Tensor, kernel_size: int,
+def random_gaussian_blur(x: torch.Tensor, g: torch.Generator | Draws, p: float | torch.Tensor, kernel_size: int,
                          sigma: tuple[float, float]) -> torch.Tensor:
     """RandomApply(GaussianBlur(kernel_size, sigma), p): sigma uniform per image; p a float
     or one probability per image (B,)."""
-    b = x.shape[0]
-    on = torch.rand(b, generator=g) < p
-    s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(b, generator=g)
+    d = Draws.of(g, x.shape[0])
+    on = d.rand() < p
+    s = sigma[0] + (sigma[1] - sigma[0]) * d.rand()
     if not on.any():
         return x
     x = x.clone()
@@ -113,9 +116,9 @@ def random_gaussian_blur(x: torch.Tensor, g: torch.Generator, p: float | torch.T
     return x
 
 
-def random_solarize(x: torch.Tensor, g: torch.Generator, p: float | torch.Tensor) -> torch.Tensor:
+def random_solarize(x: torch.Tensor, g: torch.Generator | Draws, p: float | torch.Tensor) -> torch.Tensor:
     """RandomSolarize(128, p) per image; p a float or one probability per image (B,)."""
-    on = (torch.rand(x.shape[0], generator=g) < p).view(-1, 1, 1, 1)
+    on = (Draws.of(g, x.shape[0]).rand() < p).view(-1, 1, 1, 1)
     return torch.where(on, solarize(x), x)
 
 

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.eval_mode import eval_mode
 from core.features import image_feature
 from core.images import to_uint8_image
 from core.koleo import koleo_loss
+from core.latent import feature_std, jepa_loss, jepa_stats  # noqa: F401 - feature_std stays importable from here
 from core.probes import ORIGINAL, ProbeEntry
 from core.vit import block_tokens
 from trainer.config import Config, ConfigError
@@ -48,23 +49,10 @@ def block_targets(h: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
     return gather_tokens(h.repeat(t, 1, 1), target_ids.transpose(0, 1).reshape(t * b, k))
 
 
-def jepa_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean over target patches and dims: smooth L1 (official code) or squared L2 (paper)."""
-    if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target)
-    return F.mse_loss(pred, target)
-
-
 def variance_hinge(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """VICReg's variance term: mean over dims of relu(gamma - std over the batch). (N, D) -> scalar."""
     std = torch.sqrt(z.float().var(dim=0) + eps)
     return F.relu(gamma - std).mean()
-
-
-def feature_std(z: torch.Tensor) -> torch.Tensor:
-    """Std over every token (rows of all leading dims) per feature dim, averaged over dims:
-    about 1 for layer-normed features that vary, 0 when every token is the same."""
-    return z.detach().float().reshape(-1, z.shape[-1]).std(dim=0).mean()
 
 
 @dataclass
@@ -126,18 +114,19 @@ class IJEPA(EMAMethod):
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it, rank))
+        # the masks of the global batch, this rank's rows (core.distributed)
+        masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it), shard=distributed.shard())
         loss, pred, target, z, pre = self.forward_parts(imgs, masks)
         stats: dict[str, torch.Tensor | float] = {M.IJEPA_LOSS: loss.detach()}
         j = self.cfg.ijepa
         if j.reg != "none" and j.reg_weight > 0:
             pooled = z[:, num_prefix(self.context_encoder):].mean(dim=1)  # (B, D) context features
+            pooled = distributed.gather_rows(pooled)  # over the global batch, as one process sees it
             reg = koleo_loss(pooled) if j.reg == "koleo" else variance_hinge(pooled)
             loss = loss + j.reg_weight * reg
             stats[M.IJEPA_REG] = reg.detach()
         with torch.no_grad():
-            stats.update({M.IJEPA_TARGET_STD: feature_std(target), M.IJEPA_PRED_STD: feature_std(pred)})
+            stats.update(jepa_stats(pred, target))
             stats.update(self.feature_stats(self.encoder(), pre))  # target encoder, full image
         return StepOutput(loss, stats)
 

@@ -10,18 +10,26 @@ loss is the MSE on the removed patches only, optionally against per-patch normal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from core import distributed
 from core import metrics as M
 from core.eval_mode import eval_mode
 from core.features import image_feature
-from core.images import MEAN, STD, to_uint8_image
+from core.images import to_uint8_image
+from core.patches import (  # noqa: F401 - the maths lives in core; these names stay importable from here
+    masked_mse,
+    patchify,
+    pixel_targets,
+    psnr_masked,
+    to_unit_pixels,
+    unnormalize_patches,
+    unpatchify,
+)
 from core.probes import ORIGINAL, ProbeEntry
 from core.vit import block_tokens
 from trainer.config import Config, ConfigError
@@ -34,41 +42,6 @@ from trainer.models.mae_decoder import MAEDecoder
 PROBE_IT = -1  # the probe batch's masks come from step_generator(seed, PROBE_IT): one fixed draw
 
 
-def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, L, p*p*3), patches in raster order, pixels (row, col, channel)."""
-    b, c, h_px, w_px = imgs.shape
-    h, w = h_px // p, w_px // p
-    x = imgs.reshape(b, c, h, p, w, p)
-    x = torch.einsum("nchpwq->nhwpqc", x)
-    return x.reshape(b, h * w, p * p * c)
-
-
-def unpatchify(x: torch.Tensor, p: int, c: int = 3) -> torch.Tensor:
-    """(B, L, p*p*c) -> (B, c, H, W); inverse of ``patchify`` for a square grid."""
-    b, n, _ = x.shape
-    h = w = math.isqrt(n)
-    x = x.reshape(b, h, w, p, p, c)
-    x = torch.einsum("nhwpqc->nchpwq", x)
-    return x.reshape(b, c, h * p, w * p)
-
-
-def pixel_targets(imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
-    """Reconstruction targets (B, L, p*p*3): the patches, or with ``norm_pix_loss`` each patch
-    normalised by its own mean and variance (models_mae.forward_loss)."""
-    target = patchify(imgs, p)
-    if norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1.0e-6) ** 0.5
-    return target
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE over the removed patches only: pred, target (B, L, K), mask (B, L), 1 = removed."""
-    loss = ((pred - target) ** 2).mean(dim=-1)  # (B, L), mean loss per patch
-    return (loss * mask).sum() / mask.sum()
-
-
 def pixels_from_pred(pred: torch.Tensor, imgs: torch.Tensor, p: int, norm_pix_loss: bool) -> torch.Tensor:
     """A prediction (B, L, p*p*3) in normalised-image units. Under ``norm_pix_loss`` the decoder
     predicts per-patch normalised pixels; they are mapped back with the true patch's mean and
@@ -76,26 +49,7 @@ def pixels_from_pred(pred: torch.Tensor, imgs: torch.Tensor, p: int, norm_pix_lo
     pred = pred.detach().float()
     if not norm_pix_loss:
         return pred
-    target = patchify(imgs.float(), p)
-    mean = target.mean(dim=-1, keepdim=True)
-    var = target.var(dim=-1, keepdim=True)
-    return pred * (var + 1.0e-6) ** 0.5 + mean
-
-
-def to_unit_pixels(patches: torch.Tensor, c: int = 3) -> torch.Tensor:
-    """Patches (..., p*p*c) of normalised images -> the same in [0, 1] pixel units, clamped."""
-    mean = torch.tensor(MEAN, dtype=patches.dtype, device=patches.device)
-    std = torch.tensor(STD, dtype=patches.dtype, device=patches.device)
-    k = patches.shape[-1] // c  # channel is the fastest-varying index of a patch
-    return (patches * std.repeat(k) + mean.repeat(k)).clamp(0, 1)
-
-
-def psnr_masked(pred_pix: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, p: int) -> torch.Tensor:
-    """PSNR in dB over the removed patches, in [0, 1] pixels. ``pred_pix`` (B, L, p*p*3) is a
-    prediction in normalised-image units (not norm-pix units), ``imgs`` (B, 3, H, W)."""
-    err = (to_unit_pixels(pred_pix.float()) - to_unit_pixels(patchify(imgs.float(), p))) ** 2
-    mse = (err.mean(dim=-1) * mask).sum() / mask.sum()
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+    return unnormalize_patches(pred, patchify(imgs.float(), p))
 
 
 @dataclass
@@ -167,8 +121,9 @@ class MAE(Method):
 
     def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
-        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        loss, pred, mask, pre = self.forward_parts(imgs, step_generator(self.cfg.run.seed, it, rank))
+        # the masks of the global batch, this rank's rows (core.distributed)
+        g = step_generator(self.cfg.run.seed, it)
+        loss, pred, mask, pre = self.forward_parts(imgs, g, shard=distributed.shard())
         with torch.no_grad():
             stats: dict[str, torch.Tensor | float] = {
                 M.MAE_LOSS: loss.detach(),
@@ -178,16 +133,16 @@ class MAE(Method):
         return StepOutput(loss, stats)
 
     # --- parts -------------------------------------------------------------------------
-    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_parts(self, imgs: torch.Tensor, g: torch.Generator, mask_ratio: float | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, prediction (B, L, p*p*3), mask (B, L) and the encoder's last-block tokens before
         the final norm (B, P + L_keep, D) for images (B, 3, H, W) with masks drawn from ``g``
-        (``mask_ratio``: default the trained one)."""
+        (``mask_ratio``: default the trained one; ``shard``: (rank, world), see ``random_masking``)."""
         b = imgs.shape[0]
         n = self.grid * self.grid
         vit = self.encoder()
         ratio = self.cfg.mae.mask_ratio if mask_ratio is None else mask_ratio
-        ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, imgs.device)
+        ids_keep, ids_restore, mask = random_masking(b, n, ratio, g, imgs.device, shard)
         pre = forward_masked(vit, imgs, ids_keep, norm=False)  # (B, P + L_keep, D)
         pred = self.decoder(vit.norm(pre), ids_restore)  # (B, L, p*p*3)
         target = pixel_targets(imgs, self.patch_size, self.cfg.mae.norm_pix_loss)

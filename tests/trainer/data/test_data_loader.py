@@ -1,4 +1,4 @@
-"""The batch stream: order and views a function of (seed, step, rank), resumable, DDP slices."""
+"""The batch stream: order and views a function of (seed, step, global index), resumable, DDP slices."""
 
 import numpy as np
 import pytest
@@ -77,3 +77,20 @@ def test_too_few_images_for_a_batch_is_a_one_line_error(cfg, ds):
 def test_epoch_of(cfg):
     assert epoch_of(12, cfg, 96) == 2.0 and epoch_of(3, cfg, 96) == 0.5
     assert epoch_of(3, cfg, 100, world_size=2) == 1.0  # 100 // 32 = 3 steps per epoch
+
+
+@pytest.mark.parametrize("spec", [SPEC, ViewSpec("single", global_size=16)], ids=["multicrop", "single"])
+def test_two_ranks_of_8_build_the_views_one_process_of_16_builds(ds, spec):
+    """Every crop, flip, jitter, blur and solarisation of an image is a function of (seed,
+    step, its place in the global batch), not of the rank that builds it."""
+    t = build_view_transform(spec)
+    one = StepBatches(ds, t, 16, seed=3)
+    ranks = [StepBatches(ds, t, 8, 3, rank=r, world_size=2) for r in (0, 1)]
+    for step in (0, 5):
+        views, labels = one[step]
+        parts = [r[step] for r in ranks]
+        assert len(views) == len(parts[0][0]) == (4 if spec.kind == "multicrop" else 1)
+        for v, whole in enumerate(views):
+            torch.testing.assert_close(torch.cat([p[0][v] for p in parts]), whole, rtol=0, atol=1e-6)
+        assert torch.equal(torch.cat([p[1] for p in parts]), labels)
+    assert not torch.equal(one[0][0][0], one[1][0][0])  # the draws do change with the step

@@ -108,3 +108,21 @@ def test_multiblock_masks_are_reproducible():
     gen = MultiBlockMaskGenerator((8, 8))
     a, b = gen(4, step_generator(2, 9)), gen(4, step_generator(2, 9))
     assert torch.equal(a.context_ids, b.context_ids) and torch.equal(a.target_ids, b.target_ids)
+
+
+def test_a_ranks_masks_are_its_rows_of_the_global_batchs_masks():
+    """DDP: rank r of 2 draws rows r*4..r*4+4 of the masks one process draws for 8 images; the
+    I-JEPA context lists are cut to the global batch's minimum, as one process cuts them."""
+
+    whole = random_masking(8, 16, 0.75, step_generator(0, 3))
+    gen = MultiBlockMaskGenerator((8, 8), 4, min_context=4)
+    whole_jepa = gen(8, step_generator(0, 3))
+    for rank in (0, 1):
+        rows = slice(rank * 4, rank * 4 + 4)
+        part = random_masking(4, 16, 0.75, step_generator(0, 3), shard=(rank, 2))
+        for a, b in zip(part, whole):
+            assert torch.equal(a, b[rows])
+        jepa = gen(4, step_generator(0, 3), shard=(rank, 2))
+        assert torch.equal(jepa.context_ids, whole_jepa.context_ids[rows])
+        assert torch.equal(jepa.target_ids, whole_jepa.target_ids[rows])
+        assert jepa.block_size == whole_jepa.block_size
