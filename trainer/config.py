@@ -102,6 +102,8 @@ class Dino:
     hue_jitter: float = 0.5  # hue shift in [-a, a] turns (paper: 0.1). When shapes painted its objects in
     #   saturated random hues, two crops shared a hue at 0.1 and DINO learnt colour, not shape (0.5 = any hue)
     grayscale_p: float = 0.3  # probability of a grey view (paper: 0.2)
+    rotation: float = 0.0  # random rotation of each view in [-a, a] degrees (paper: none; objects
+    #   without a canonical orientation, e.g. shapes, satellite or microscopy images, can use 180)
     sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations (DINOv2: 3)
     # iBOT patch loss (Zhou et al. 2022, as DINOv2 uses it): the student sees some global crops with
     # masked patches and predicts, at those patches, the teacher's patch distribution on the unmasked crop
@@ -320,6 +322,7 @@ class Config:
             ("dino.brightness_jitter", dn.brightness_jitter, 0.0, 1.0),
             ("dino.contrast_jitter", dn.contrast_jitter, 0.0, 1.0),
             ("dino.saturation_jitter", dn.saturation_jitter, 0.0, 1.0), ("dino.hue_jitter", dn.hue_jitter, 0.0, 0.5),
+            ("dino.rotation", dn.rotation, 0.0, 180.0),
             ("dino.ibot_mask_probability", dn.ibot_mask_probability, 0.0, 1.0),
             ("dino.ibot_mask_ratio_min", dn.ibot_mask_ratio_min, 0.0, 1.0),
             ("dino.ibot_mask_ratio_max", dn.ibot_mask_ratio_max, 0.0, 1.0),

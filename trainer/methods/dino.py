@@ -160,7 +160,7 @@ class DINO(EMAMethod):
                         local_size=self._local_size, n_local=d.n_local,
                         global_scale=(d.global_scale_min, 1.0), local_scale=(d.local_scale_min, d.local_scale_max),
                         color_jitter=(d.brightness_jitter, d.contrast_jitter, d.saturation_jitter, d.hue_jitter),
-                        jitter_p=d.jitter_p, grayscale_p=d.grayscale_p)
+                        jitter_p=d.jitter_p, grayscale_p=d.grayscale_p, rotation=d.rotation)
 
     def encoder(self) -> nn.Module:
         return self.teacher.backbone
