@@ -15,17 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from core.collapse import high_norm_mask
 from core.eval_mode import eval_mode
-from core.vit import block_tokens, num_prefix
+from core.vit import ViT, block_tokens, num_prefix
 from trainer.models.backbone import capture_attention
 
 DEFAULT_KEEP = 0.6  # DINO's masks keep 60% of the attention mass
 
 
-def _grid(vit: VisionTransformer, images: torch.Tensor) -> tuple[int, int]:
+def _grid(vit: ViT, images: torch.Tensor) -> tuple[int, int]:
     p = vit.patch_embed.patch_size
     h, w = images.shape[-2] // p[0], images.shape[-1] // p[1]
     if h * p[0] != images.shape[-2] or w * p[1] != images.shape[-1]:
@@ -35,14 +34,14 @@ def _grid(vit: VisionTransformer, images: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def attention_maps(vit: VisionTransformer, images: torch.Tensor, blocks: list[int] | None = None) -> list[torch.Tensor]:
+def attention_maps(vit: ViT, images: torch.Tensor, blocks: list[int] | None = None) -> list[torch.Tensor]:
     """Softmaxed attention of the chosen blocks (default all), each (B, heads, L, L) with
     L = prefix + h*w, for normalised images (B, 3, H, W). The model is put in eval mode."""
     vit.eval()
     with capture_attention(vit, blocks) as maps:
         vit.forward_features(images)
     if not maps:
-        raise RuntimeError("no attention maps were captured; is this a timm VisionTransformer?")
+        raise RuntimeError("no attention maps were captured; is this a timm ViT?")
     return [m.float() for m in maps]
 
 
@@ -58,7 +57,7 @@ class AttentionResult:
     num_prefix: int  # [CLS] + registers
 
 
-def last_layer_attention(vit: VisionTransformer, images: torch.Tensor) -> AttentionResult:
+def last_layer_attention(vit: ViT, images: torch.Tensor) -> AttentionResult:
     """The last block's attention for images (B, 3, H, W), split by token kind."""
     if vit.cls_token is None:
         raise ValueError("this backbone has no [CLS] token (e.g. I-JEPA); use attention_rollout or token_norms")
@@ -116,7 +115,7 @@ class JaccardResult:
     best_head: int  # the head with the highest mean Jaccard
 
 
-def attention_jaccard(vit: VisionTransformer, images: torch.Tensor, object_masks: np.ndarray,
+def attention_jaccard(vit: ViT, images: torch.Tensor, object_masks: np.ndarray,
                       keep: float = DEFAULT_KEEP) -> JaccardResult:
     """Jaccard of [CLS] attention masks (keeping ``keep`` of the mass) against pixel object
     masks (B, H, W) bool, as DINO scores its self-attention as segmentation."""
@@ -143,7 +142,7 @@ def attention_rollout(maps: list[torch.Tensor], num_prefix_tokens: int, grid: tu
 
 
 @torch.inference_mode()
-def token_norms(vit: VisionTransformer, images: torch.Tensor) -> np.ndarray:
+def token_norms(vit: ViT, images: torch.Tensor) -> np.ndarray:
     """L2 norm of every output token of the last block, before the final norm, (B, L): the
     high-norm outliers Darcet et al. found show up here (the final LayerNorm hides them)."""
     with eval_mode(vit):
@@ -156,7 +155,7 @@ def high_norm_tokens(norms: np.ndarray, num_prefix_tokens: int, ratio: float = 2
     return high_norm_mask(torch.as_tensor(np.asarray(norms))[:, num_prefix_tokens:], ratio).numpy()
 
 
-def mean_cls_attention(vit: VisionTransformer, images: torch.Tensor) -> np.ndarray | None:
+def mean_cls_attention(vit: ViT, images: torch.Tensor) -> np.ndarray | None:
     """Last-layer [CLS] attention averaged over heads (B, h, w), None for a backbone without a
     [CLS] token (I-JEPA's)."""
     return None if vit.cls_token is None else last_layer_attention(vit, images).mean_attn
@@ -176,7 +175,7 @@ class AttentionView:
     jaccard: JaccardResult | None = None  # of the attention masks with the object mask, when one is given
 
 
-def inspect_attention(vit: VisionTransformer, image: torch.Tensor, object_mask: np.ndarray | None = None,
+def inspect_attention(vit: ViT, image: torch.Tensor, object_mask: np.ndarray | None = None,
                       keep: float = DEFAULT_KEEP) -> AttentionView:
     """Everything about one normalised image (1, 3, H, W): token norms and high-norm tokens,
     and with a [CLS] token its per-head and mean attention, the mass mask keeping ``keep``,

@@ -7,6 +7,10 @@ Layouts understood (the backbone is found wherever ``patch_embed.proj.weight`` l
   prefixes, a pickled ``argparse.Namespace`` of the run's arguments);
 - DINOv2 release and training checkpoints (LayerScale ``ls1.gamma``, ``register_tokens``,
   ``mask_token``, chunked blocks ``blocks.<chunk>.<i>.``, ``teacher.backbone.``);
+- DINOv3 release and training checkpoints in Meta's layout (``storage_tokens``,
+  ``rope_embed.periods``, ``ls1.gamma``, ``attn.qkv.bias`` with its ``bias_mask``,
+  ``mask_token``), built as timm's DINOv3 ViT (an ``Eva``: RoPE, storage tokens, layer scale)
+  with the shape read from the weights, the head count from the RoPE periods;
 - MAE (``model`` dict, encoder only or with the ``decoder_*`` weights of models_mae.py, which
   are kept aside in ``LoadedBackbone.decoder`` for ``analysis.mae_file``);
 - I-JEPA (``encoder``, ``target_encoder``, ``predictor`` dicts with ``module.`` prefixes; no
@@ -18,8 +22,10 @@ The head count, which no weight shows, comes from ``analysis.vit_sizes`` (the fi
 arguments, a timm model name, the table of official sizes; else a guess the page warns about).
 
 The conversions timm already knows (DINOv2 registers to ``no_embed_class``, position
-resampling, LayerScale ``gamma_`` names) are left to timm's ``checkpoint_filter_fn``; this
-module only unwraps the containers, strips prefixes, un-chunks blocks and infers the shape.
+resampling, LayerScale ``gamma_`` names; DINOv3's storage tokens, LayerScale and split q / v
+biases) are left to timm's ``checkpoint_filter_fn`` (``vision_transformer``'s or ``eva``'s);
+this module only unwraps the containers, strips prefixes, un-chunks blocks, applies DINOv3's
+bias mask and infers the shape.
 
 Files are read with safetensors or ``torch.load(weights_only=True)``; a pickle that needs
 anything more (it could run code when loaded) is refused with a message saying how to convert.
@@ -37,9 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timm.models.eva import Eva
+from timm.models.eva import checkpoint_filter_fn as eva_filter
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from analysis.vit_sizes import HeadCount, file_model_names, head_count
+from core.vit import ViT
 
 PATCH_KEY = "patch_embed.proj.weight"
 # Training checkpoints of DINO and MAE pickle their argparse arguments: a plain attribute bag,
@@ -164,13 +173,87 @@ def infer_vit_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None) 
                 num_classes=0, dynamic_img_size=True)
 
 
+DINOV3_MODEL = "vit_small_patch16_dinov3"  # timm's DINOv3 ViT: the parts; the weights give the shape
+
+
+def is_dinov3(sd: dict[str, torch.Tensor]) -> bool:
+    """A backbone in Meta's DINOv3 layout (storage tokens or RoPE periods)."""
+    return "storage_tokens" in sd or "rope_embed.periods" in sd
+
+
+def dinov3_qkv_biases(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """DINOv3's ``attn.qkv.bias`` times its ``bias_mask`` (the K third masked to 0), and whether
+    any q / v bias is left: the released ViT-S/B/L carry all-zero effective biases, which timm
+    builds without bias parameters. A K bias that is not 0 has no place in timm's model."""
+    out = dict(sd)
+    any_bias = False
+    for k in [k for k in sd if k.endswith("attn.qkv.bias")]:
+        bias = sd[k].float()
+        mask = sd.get(k + "_mask")
+        if mask is not None and torch.isfinite(mask).all():
+            bias = bias * mask.float()
+        else:  # an uninitialised mask (NaN): DINOv3 masks the K third
+            bias = bias.clone()
+            bias[bias.shape[0] // 3: 2 * bias.shape[0] // 3] = 0
+        q, kb, v = bias.chunk(3)
+        if kb.abs().max() > 0:
+            raise CheckpointError(f"'{k}' has a non-zero key bias, which timm's DINOv3 model cannot hold")
+        out[k] = bias.to(sd[k].dtype)
+        out.pop(k + "_mask", None)
+        any_bias |= bool(q.abs().max() > 0 or v.abs().max() > 0)
+    if not any_bias:
+        out = {k: v for k, v in out.items() if not k.endswith("attn.qkv.bias")}
+    return out, any_bias
+
+
+def dinov3_head_count(sd: dict[str, torch.Tensor], names: list[str] = (), num_heads: int | None = None) -> HeadCount:
+    """The head count of a DINOv3 backbone: the caller's, else read from the RoPE periods (head
+    width / 4 of them, so it is known, not guessed), else ``analysis.vit_sizes.head_count``."""
+    periods = sd.get("rope_embed.periods")
+    dim = int(sd[PATCH_KEY].shape[0])
+    if not num_heads and periods is not None and periods.numel() and dim % (4 * int(periods.numel())) == 0:
+        return HeadCount(dim // (4 * int(periods.numel())), f"the file's RoPE periods ({periods.numel()} per head)",
+                         True)
+    return head_count(dim, names, num_heads)
+
+
+def infer_dinov3_kwargs(sd: dict[str, torch.Tensor], num_heads: int | None = None,
+                        qkv_bias: bool = False) -> dict[str, Any]:
+    """Arguments to timm's DINOv3 ViT that fit a state dict in Meta's layout. The head count
+    is read from the RoPE periods (head width / 4 of them) when present."""
+    w = sd[PATCH_KEY]
+    dim, patch = int(w.shape[0]), int(w.shape[-1])
+    block_ids = [int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))]
+    if not block_ids:
+        raise CheckpointError("the backbone has no transformer blocks ('blocks.<i>.' keys)")
+    if "cls_norm.weight" in sd:
+        raise CheckpointError("this DINOv3 backbone unties the [CLS] and patch norms (ViT-7B); load it with its "
+                              "timm model name (model_name=vit_7b_patch16_dinov3)")
+    periods = sd.get("rope_embed.periods")
+    heads = num_heads or (dim // (4 * int(periods.numel())) if periods is not None else max(1, dim // 64))
+    if dim % heads or (dim // heads) % 4:
+        raise CheckpointError(f"width {dim} does not split into {heads} heads of a width divisible by 4; "
+                              "pass num_heads")
+    storage = sd.get("storage_tokens")
+    swiglu = "blocks.0.mlp.w1.weight" in sd
+    hidden = sd["blocks.0.mlp.w1.weight" if swiglu else "blocks.0.mlp.fc1.weight"].shape[0]
+    kwargs: dict[str, Any] = dict(
+        img_size=14 * patch, patch_size=patch, embed_dim=dim, depth=1 + max(block_ids), num_heads=heads,
+        num_reg_tokens=int(storage.shape[1]) if storage is not None else 0, qkv_bias=qkv_bias,
+        mlp_ratio=hidden / dim, init_values=1e-5 if "blocks.0.ls1.gamma" in sd else None, num_classes=0,
+        global_pool="token", dynamic_img_size=True)
+    if swiglu:  # ViT-S+/H+: SwiGLU with hidden widths aligned to 8, as timm builds them
+        kwargs.update(swiglu_mlp=True, swiglu_align_to=8)
+    return kwargs
+
+
 @dataclass
 class LoadedBackbone:
     """A backbone loaded from a file and where it came from."""
 
-    vit: VisionTransformer  # eval mode, CPU
+    vit: ViT  # eval mode, CPU: a timm VisionTransformer, or timm's DINOv3 ViT (Eva)
     source: str  # the file
-    layout: str  # dino | dino-train | dinov2 | mae | ijepa | sslscope | timm | plain
+    layout: str  # dino | dino-train | dinov2 | dinov3 | mae | ijepa | sslscope | timm | plain
     prefix: str  # where in the file the backbone was found ("" = top level)
     parts: list[str] = field(default_factory=list)  # every backbone prefix in the file (for ``part=``)
     ignored: list[str] = field(default_factory=list)  # weights not loaded (heads, decoders, predictors)
@@ -183,6 +266,8 @@ def _layout(flat: dict[str, torch.Tensor], prefix: str, model_name: str | None) 
     keys = flat.keys()
     if model_name:
         return "timm"
+    if any(k.startswith(prefix) and ("storage_tokens" in k or "rope_embed.periods" in k) for k in keys):
+        return "dinov3"
     if any(k.startswith(prefix) and (".ls1." in k or "register_tokens" in k) for k in keys):
         return "dinov2"
     if any("decoder_embed" in k for k in keys):
@@ -247,21 +332,34 @@ def load_backbone(path: Path | str, part: str | None = None, model_name: str | N
     ignored += [prefix + k for k in drop]
     decoder = {k: v for k, v in sd.items() if k in drop and (k.startswith(DECODER_PREFIXES) or k == "mask_token")}
     sd = {k: v for k, v in sd.items() if k not in drop}
+    dinov3 = is_dinov3(sd)
+    qkv_bias = False
+    if dinov3:
+        sd, qkv_bias = dinov3_qkv_biases(sd)
     if model_name:
         import timm
 
+        extra = {"global_pool": "token"} if "dinov3" in model_name else {}  # upstream pools [CLS]
         try:
-            vit = timm.create_model(model_name, pretrained=False, num_classes=0, dynamic_img_size=True)
+            vit = timm.create_model(model_name, pretrained=False, num_classes=0, dynamic_img_size=True, **extra)
         except RuntimeError as e:
             raise CheckpointError(f"timm has no model '{model_name}' ({e}); see timm.list_models('vit*')") from None
-        if not isinstance(vit, VisionTransformer):
-            raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; "
-                                  "analysis needs a timm VisionTransformer")
+        if not isinstance(vit, (VisionTransformer, Eva)):
+            raise CheckpointError(f"'{model_name}' builds a {type(vit).__name__}; analysis needs a timm "
+                                  "VisionTransformer or a DINOv3 ViT")
         heads = HeadCount(int(vit.blocks[0].attn.num_heads), f"the timm model {model_name}", True)
+    elif dinov3:
+        import timm
+
+        heads = dinov3_head_count(sd, file_model_names(p, args), num_heads)
+        vit = timm.create_model(DINOV3_MODEL, pretrained=False, **infer_dinov3_kwargs(sd, heads.heads, qkv_bias))
     else:
         heads = head_count(int(sd[PATCH_KEY].shape[0]), file_model_names(p, args), num_heads)
         vit = VisionTransformer(**infer_vit_kwargs(sd, heads.heads))
-    sd = checkpoint_filter_fn(sd, vit, adapt_layer_scale=True)
+    if isinstance(vit, Eva):
+        sd = eva_filter(sd, vit)
+    else:
+        sd = checkpoint_filter_fn(sd, vit, adapt_layer_scale=True)
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     if missing or unexpected:
         built = f"timm model {model_name}" if model_name else "inferred ViT"

@@ -248,12 +248,14 @@ def dino_output_stats(method: DINO, views: list[torch.Tensor], step: int) -> dic
     """The ``dino/*`` statistics of a DINO method on one batch of multi-crop views (globals
     first, each (B, 3, H, W) normalised), computed by its own loss object as training does
     (teacher on the global crops, student on all, centre, centring mode and tau_t at ``step``,
-    KL across views), in eval mode and without moving the centre."""
+    KL across views), in eval mode and without moving the centre. With iBOT the student sees
+    the global crops with the masks training drew at ``step``, as it did."""
     from core.eval_mode import eval_mode
 
+    masks = method.draw_masks(step, views[0].shape[0])
     with eval_mode(method):
         t_logits = method.teacher(views[:2])[0]
-        s_logits = method.student(views)[0]
+        s_logits = method.student(views, None if masks is None else masks.masks)[0]
         out = method.loss(t_logits, s_logits, step, update_center=False)
     return {k: float(v) for k, v in out.stats.items()}
 

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from core.features import PIXEL_SIZE, Features, extract
 from core.features import pixel_features as core_pixel_features
+from core.vit import ViT
 
 if TYPE_CHECKING:  # annotation only: the pure functions here need no run or checkpoint machinery
     from analysis.source import Source
 
 
-def random_init_like(vit: VisionTransformer, seed: int = 0) -> VisionTransformer:
+def random_init_like(vit: ViT, seed: int = 0) -> ViT:
     """The same architecture with fresh timm initialisation (seeded): the reference every
     score of a trained backbone is compared with."""
     fresh = copy.deepcopy(vit).cpu()

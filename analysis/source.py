@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from timm.models.vision_transformer import VisionTransformer
 
 from analysis.cache import ResultCache, default_cache_root, file_hash
 from analysis.checkpoints import CheckpointError, load_backbone
 from analysis.vit_sizes import HeadCount
+from core.vit import ViT
 from trainer.config import Config, Data, preset_shape
 from trainer.store import StoreError
 
@@ -31,7 +31,7 @@ class SourceError(ValueError):
 class Source:
     """A backbone to analyse and everything needed to analyse it reproducibly."""
 
-    vit: VisionTransformer  # eval mode, CPU
+    vit: ViT  # eval mode, CPU
     name: str  # run id (with step) or file name, for titles
     checkpoint: str  # content hash of the weights (+ part): the cache key
     cache: ResultCache
@@ -51,7 +51,7 @@ class Source:
         return {"data": dataclasses.asdict(self.data), "seed": self.seed}
 
 
-def _external_data(vit: VisionTransformer, data: Data | None) -> Data:
+def _external_data(vit: ViT, data: Data | None) -> Data:
     if data is not None:
         return data
     patch = vit.patch_embed.patch_size[0]

@@ -6,7 +6,10 @@
     CE = mean over pairs (t view != s view) of  -sum_k p_t[k] log p_s[k]
     c <- m c + (1 - m) mean_batch(g_t)       after the loss
 
-or Sinkhorn-Knopp assignments instead of the centred softmax (DINOv2). The stateful owner of
+or Sinkhorn-Knopp assignments instead of the centred softmax (DINOv2). iBOT's masked-patch
+loss (DINOv2) reuses the teacher distribution on patch logits; its per-token cross-entropy,
+weighted term, masked-token mean and ``ibot/*`` dict are here too (stateful owner:
+``trainer.methods.ibot_loss.IBOTPatchLoss``). The stateful owner of
 the centre and the temperature schedule is ``trainer.methods.dino_loss.DINOLoss``; it and
 ``sslscope.monitor.Monitor.dino`` (a user's own DINO loop) both call these functions, so a
 statistic logged by our trainer and the same statistic logged from another trainer's tensors
@@ -54,14 +57,21 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, n_iters: i
                    distributed: bool | None = None) -> torch.Tensor:
     """DINOv2's Sinkhorn-Knopp centring. (N, K) logits -> (N, K) assignments whose rows sum
     to 1 and whose columns each sum to N / K (equal use of the prototypes), up to the finite
-    number of iterations. Distributed-aware like DINOv2: N counts the global batch."""
+    number of iterations. Distributed-aware like DINOv2: N counts the rows of every rank (the
+    global batch for [CLS], all masked patches of all ranks for iBOT, whose counts differ
+    between ranks; a rank may hold none)."""
     distributed = _distributed(distributed)
     # subtract the global max first for stability (a constant cancels in the normalisation)
-    top = teacher_logits.float().max()
+    g = teacher_logits.float()
+    top = g.max() if g.numel() else g.new_tensor(-math.inf)
     if distributed:
         dist.all_reduce(top, op=dist.ReduceOp.MAX)
-    q = torch.exp((teacher_logits.float() - top) / teacher_temp).T  # (K, N)
-    n = q.shape[1] * (dist.get_world_size() if distributed else 1)
+    q = torch.exp((g - top) / teacher_temp).T  # (K, N)
+    n = q.shape[1]
+    if distributed:  # the rows of every rank, not this rank's count times the world size
+        count = torch.tensor(float(n), device=q.device)
+        dist.all_reduce(count)
+        n = count  # kept on the device: a .item() here would be a host sync every step
     k = q.shape[0]
     total = q.sum()
     if distributed:
@@ -121,6 +131,12 @@ def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
     return center * momentum + batch_center * (1 - momentum)
 
 
+def row_entropy(p: torch.Tensor) -> torch.Tensor:
+    """(N,) entropy -sum_k p[k] ln p[k] of each row of the distributions ``p`` (N, K)."""
+    p = p.float()
+    return -(p * torch.log(p + 1e-12)).sum(-1)
+
+
 @torch.no_grad()
 def teacher_stats(teacher_probs: list[torch.Tensor], student_logits: list[torch.Tensor],
                   student_temp: float) -> dict[str, torch.Tensor]:
@@ -133,7 +149,7 @@ def teacher_stats(teacher_probs: list[torch.Tensor], student_logits: list[torch.
     """
     p = torch.cat(teacher_probs).float()
     k = p.shape[-1]
-    ent = -(p * torch.log(p + 1e-12)).sum(-1).mean()
+    ent = row_entropy(p).mean()
     mean_p = p.mean(0)
     batch_ent = -(mean_p * torch.log(mean_p + 1e-12)).sum()
     kl_sum, n = torch.zeros((), device=p.device), 0  # on the device: no host copy per view pair
@@ -168,3 +184,41 @@ def dino_stats(ce: torch.Tensor, teacher_temp: float, center: torch.Tensor | Non
         M.DINO_CENTER_NORM: center.norm() if center is not None else torch.zeros(())}
     stats.update(teacher_stats(teacher_probs, student_logits, student_temp))
     return stats
+
+
+# --- iBOT's masked-patch loss (DINOv2): the stateful owner is trainer.methods.ibot_loss -----------
+def ibot_cross_entropy(teacher_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """(M,) CE_j = -sum_k p_t^j[k] log softmax(g_s^j / tau_s)[k] per masked token; inputs (M, K)."""
+    return torch.sum(-teacher_probs * F.log_softmax(student_logits.float() / student_temp, dim=-1), dim=-1)
+
+
+def weighted_patch_loss(ce: torch.Tensor, weights: torch.Tensor, n_crops: int) -> torch.Tensor:
+    """L_iBOT = sum_j w_j CE_j / n_crops (DINOv2's ``forward_masked``): ``ce``, ``weights`` (M,),
+    w_j = 1 / (masked tokens of j's crop); ``n_crops`` counts every global crop, masked or not."""
+    return (ce * weights.to(ce.dtype)).sum() / max(n_crops, 1)
+
+
+@torch.no_grad()
+def masked_mean(teacher_logits: torch.Tensor, distributed: bool | None = None) -> torch.Tensor:
+    """(1, K) mean of the teacher's patch logits (M, K) over the masked tokens of every rank:
+    their counts differ between ranks, so sums and counts are reduced, not per-rank means."""
+    total = teacher_logits.float().sum(0, keepdim=True)
+    count = torch.tensor(float(teacher_logits.shape[0]), device=total.device)
+    if _distributed(distributed):
+        dist.all_reduce(total)
+        dist.all_reduce(count)
+    return total / count.clamp(min=1.0)
+
+
+@torch.no_grad()
+def ibot_stats(loss: torch.Tensor, ce: torch.Tensor, teacher_probs: torch.Tensor,
+               center: torch.Tensor | None) -> dict[str, torch.Tensor | float]:
+    """Every ``ibot/*`` statistic of one step: the weighted term ``loss``, the unweighted mean
+    of the per-token ``ce`` (M,), the mean entropy of ``teacher_probs`` (M, K), KL = CE - H,
+    ln K and the patch centre's norm (0 without one). 0 for CE, H and KL when no token is masked."""
+    ce_mean = ce.detach().float().mean() if len(ce) else ce.new_zeros((), dtype=torch.float32)
+    ent = row_entropy(teacher_probs)
+    ent_mean = ent.mean() if len(ent) else ent.new_zeros(())
+    return {M.IBOT_LOSS: loss.detach(), M.IBOT_CE: ce_mean, M.IBOT_TEACHER_ENTROPY: ent_mean,
+            M.IBOT_KL: ce_mean - ent_mean, M.IBOT_LOG_K: math.log(teacher_probs.shape[-1]),
+            M.IBOT_CENTER_NORM: center.norm() if center is not None else torch.zeros(())}

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from core.eval_mode import eval_mode
 from core.images import normalize
-from core.vit import block_tokens, num_prefix
+from core.vit import ViT, block_tokens, num_prefix
 
 FEATURE_KINDS = ("cls", "pooled")
 
@@ -33,13 +32,13 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"feature kind '{kind}' is not known; choose one of: {', '.join(FEATURE_KINDS)}")
 
 
-def pooled(vit: VisionTransformer, pre: torch.Tensor) -> torch.Tensor:
+def pooled(vit: ViT, pre: torch.Tensor) -> torch.Tensor:
     """Block outputs before the final norm (B, prefix + N, D) -> (B, D): the mean of the patch
     tokens, then the final norm (timm's / MAE's ``global_pool='avg'``)."""
     return vit.norm(pre[:, num_prefix(vit):].mean(1))
 
 
-def image_feature(vit: VisionTransformer, pre: torch.Tensor, kind: str) -> torch.Tensor:
+def image_feature(vit: ViT, pre: torch.Tensor, kind: str) -> torch.Tensor:
     """The feature ``kind`` ("cls" | "pooled") from block outputs before the final norm
     (B, prefix + N, D) -> (B, D). "cls" is the final-norm [CLS] token (pooled without one)."""
     _check_kind(kind)
@@ -86,7 +85,7 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 
 @torch.inference_mode()
-def extract(vit: VisionTransformer, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
+def extract(vit: ViT, images: np.ndarray | torch.Tensor, labels: np.ndarray | None = None,
             batch_size: int | None = None, with_patches: bool = False,
             device: str | torch.device | None = None) -> Features:
     """Features of ``images``: uint8 (N, S, S, 3) (normalised here, batch by batch, to keep

@@ -21,17 +21,21 @@ class Family:
 
     title: str
     help: str
-    figure: str = "panels"  # "panels": one small panel per metric; "collapse": DINO's 2 x 2 figure first
+    figure: str = "panels"  # "panels": one small panel per metric; "collapse": DINO's 2 x 2 figure first;
+    #   "ibot": panels, the entropy one with the patch head's 0 and ln K lines
 
 
 LOSSES = Family("Losses", "the loss of each method and the gradient norm")
 DINO_COLLAPSE = Family("DINO collapse", "teacher entropy between 0 and ln K, KL, batch entropy, center norm",
                        figure="collapse")
+IBOT = Family("iBOT patch loss", "DINOv2's masked-patch distillation: its loss, the per-token cross-entropy, the "
+              "patch teacher's entropy between 0 and ln K, and the KL", figure="ibot")
+DENSE = Family("Dense features", "patch-level health: [CLS]-patch cosine, patch-feature rank, Gram anchoring")
 EMBEDDING = Family("Embedding health", "spread and rank of the features, and k-NN accuracy")
 TOKENS = Family("Tokens", "registers and high-norm outlier tokens")
 SCHEDULES = Family("Schedules", "learning rate, weight decay, EMA momentum, teacher temperature")
 SPEED = Family("Speed", "training throughput")
-FAMILIES: tuple[Family, ...] = (LOSSES, DINO_COLLAPSE, EMBEDDING, TOKENS, SCHEDULES, SPEED)
+FAMILIES: tuple[Family, ...] = (LOSSES, DINO_COLLAPSE, IBOT, DENSE, EMBEDDING, TOKENS, SCHEDULES, SPEED)
 # Names no declaration knows: read from another trainer's log (``python -m sslscope.monitor
 # import-log`` files them under this prefix) or logged by a user's own code.
 IMPORTED_PREFIX = "imported/"
@@ -204,6 +208,88 @@ DINO_LOG_K = declare(Metric(
     "The entropy of the uniform distribution over K = dino.out_dim prototypes: the "
     "uniform-collapse line of the entropy panels.", short="lnK", curve=False))
 
+# --- iBOT (DINOv2's masked-patch loss) -----------------------------------------------------------
+IBOT_LOSS = declare(Metric(
+    "ibot/loss", "iBOT patch loss", "nats", IBOT,
+    r"\mathcal{L}_{\mathrm{iBOT}} = \frac1n \sum_{j \in \mathcal{M}} w_j\,\mathrm{CE}_j,"
+    r"\quad w_j = \frac{1}{|\mathcal{M}_{c(j)}|}",
+    "The masked-patch term as DINOv2 weights it (dino.ibot_weight times it enters train/loss): the "
+    "student sees half of the global crops with BEiT-style blocks of patches replaced by a mask "
+    "token and predicts, at each masked patch j, the teacher's distribution on the unmasked crop. "
+    "Each token is weighted by 1 / (masked patches of its crop), and the sum is divided by the n "
+    "global crops of the batch, masked or not, so it is about half the mean cross-entropy of the "
+    "masked crops.",
+    "falls, then settles above the patch teacher entropy times the masked share.",
+    "near 0 with the patch entropy at 0 or ln K: the patch head collapsed.",
+    "dino.ibot_weight=1 (DINOv2); dino.ibot_separate_head=true gives the patches their own prototypes."))
+IBOT_CE = declare(Metric(
+    "ibot/ce", "iBOT cross-entropy per masked token", "nats", IBOT,
+    r"\frac{1}{|\mathcal{M}|}\sum_{j\in\mathcal{M}} -\sum_k p_t^{(j)}[k] \log p_s^{(j)}[k]",
+    "The unweighted mean over all masked tokens of the cross-entropy between the teacher's patch "
+    "distribution (unmasked crop) and the student's (masked crop): comparable across mask ratios, "
+    "unlike ibot/loss (DINOv2 logs only its weighted, halved term).",
+    "above the patch teacher entropy (the KL stays positive).",
+    "equal to the teacher entropy: nothing left to predict."))
+IBOT_TEACHER_ENTROPY = declare(Metric(
+    "ibot/teacher_entropy", "iBOT patch teacher entropy", "nats", IBOT,
+    r"\frac{1}{|\mathcal{M}|}\sum_{j} H(p_t^{(j)}),\quad p_t^{(j)} = \mathrm{softmax}"
+    r"\big((g_t^{(j)} - c_{\mathrm{patch}})/\tau_t\big)",
+    "Mean entropy of the teacher's distribution at the masked patches, centred by the patch centre "
+    "(or Sinkhorn-Knopp over all masked patches). Bounded by 0 and ln K of the patch head "
+    "(ibot/log_k, the dashed line).",
+    "between the lines, like the [CLS] teacher entropy.",
+    "at ln K: every patch predicts the uniform distribution; near 0: one prototype for every patch.",
+    "as for the [CLS] head: lower dino.teacher_temp against ln K, keep centring on against 0.",
+    healthy_range=(0.3, 0.9), per="ln K"))
+IBOT_KL = declare(Metric(
+    "ibot/kl", "iBOT KL teacher-student", "nats", IBOT,
+    r"\frac{1}{|\mathcal{M}|}\sum_{j} \mathrm{KL}\big(p_t^{(j)} \,\|\, p_s^{(j)}\big) = \mathrm{CE} - H",
+    "How much the student, at the masked patches, still differs from the teacher on the full crop.",
+    "clearly above 0.", "near 0 together with an entropy at 0 or ln K: collapsed patch head.",
+    healthy_range=(0.03, None)))
+IBOT_LOG_K = declare(Metric(
+    "ibot/log_k", "ln K (patch head)", "nats", IBOT, r"\ln K_{\mathrm{patch}}",
+    "ln of the patch head's prototype count (dino.out_dim shared, dino.ibot_out_dim separate): the "
+    "uniform-collapse line of the patch entropy panel.", curve=False))
+IBOT_CENTER_NORM = declare(Metric(
+    "ibot/center_norm", "iBOT patch centre norm", "", IBOT,
+    r"c_{\mathrm{patch}} \leftarrow m\,c_{\mathrm{patch}} + (1-m)\,\frac{1}{|\mathcal{M}|}\sum_j g_t^{(j)}",
+    "Norm of the running mean subtracted from the teacher's patch logits: a separate centre from "
+    "the [CLS] one (0 with Sinkhorn-Knopp or without centring).",
+    "settles.", "keeps growing: the patch teacher is pushed to one side."))
+
+# --- dense features and Gram anchoring ------------------------------------------------------------
+DENSE_CLS_PATCH_COSINE = declare(Metric(
+    "dense/cls_patch_cosine", "[CLS]-patch cosine", "", DENSE,
+    r"\frac{1}{BN}\sum_{b,n} \cos\big(z^{(b)}_{\mathrm{CLS}}, z^{(b)}_n\big)",
+    "Mean cosine between each image's [CLS] token and its patch tokens (teacher, first global crop, "
+    "after the final norm). DINOv3 reports that it rises over long training as patch features lose "
+    "their locality and drift towards the global feature (dense features degrade).",
+    "steady or falling once training settles: patches stay distinct from the image summary.",
+    "rising late in training, towards 1: every patch says what [CLS] says; segmentation and other "
+    "dense uses suffer even while k-NN on [CLS] holds.",
+    "Gram anchoring (dino.gram_weight=2, started late with an early teacher: dino.gram_teacher_step, "
+    "dino.gram_start)."))
+DENSE_PATCH_RANKME = declare(Metric(
+    "dense/patch_rankme", "Patch-feature RankMe", "", DENSE,
+    r"\exp\Big(-\sum_k p_k \log p_k\Big),\ p_k = \frac{\sigma_k}{\sum_j\sigma_j},\ \sigma = "
+    r"\mathrm{svd}(Z_{\mathrm{patch}} \in \mathbb{R}^{BN\times D})",
+    "Effective rank of all patch tokens of the batch stacked (teacher, first global crop, after the "
+    "final norm): how many directions the dense features use.",
+    "a good share of the width, not far below the [CLS] RankMe.",
+    "near 1: every patch of every image maps to the same few directions (dense collapse).",
+    "iBOT (dino.ibot_weight=1) trains the patch tokens directly."))
+GRAM_LOSS = declare(Metric(
+    "gram/loss", "Gram anchoring loss", "", DENSE,
+    r"\mathcal{L}_{\mathrm{Gram}} = \operatorname{mean}\big[(X_S X_S^\top - X_G X_G^\top)^{2}\big]",
+    "DINOv3's Gram anchoring: the mean over crops and P x P entries of the squared difference between "
+    "the patch-similarity (Gram) matrices of the student (X_S) and of the Gram teacher (X_G, an earlier "
+    "frozen copy of the EMA teacher), on l2-normalised patch features of the global crops. Logged from "
+    "the step the Gram teacher exists (dino.gram_teacher_step), before its weight turns on.",
+    "small and flat once the weight is on.", "rising before the weight is on: the patch structure drifts "
+    "away from the early teacher's (what Gram anchoring then corrects).",
+    "dino.gram_weight=2 (DINOv3); dino.gram_teacher_scale=2 for a higher-resolution teacher."))
+
 # --- embedding health -----------------------------------------------------------------------
 COLLAPSE_STD_L2 = declare(Metric(
     "collapse/std_l2", "Std of l2-normalised embeddings", "", EMBEDDING,
@@ -291,6 +377,12 @@ EMA_MOMENTUM = declare(Metric(
     "Momentum of the teacher (DINO) or target encoder (I-JEPA), cosine-increased to 1 so the "
     "teacher freezes at the end.",
     try_="a lower start (0.99) lets the teacher follow faster on short runs."))
+GRAM_WEIGHT = declare(Metric(
+    "gram/weight", "Gram anchoring weight", "", SCHEDULES,
+    r"w_t = 0\ (t < t_0),\quad \tfrac{w}{2}\big(1 - \cos\tfrac{\pi (t - t_0)}{R}\big)\ (t_0 \le t < t_0 + R),"
+    r"\quad w\ \text{after}",
+    "Weight of gram/loss in the total: 0 until dino.gram_start (t_0), then a half-cosine rise to "
+    "dino.gram_weight (w) over dino.gram_ramp_steps (R)."))
 DINO_TEACHER_TEMP = declare(Metric(
     "dino/teacher_temp", "Teacher temperature", "", SCHEDULES, r"\tau_t",
     "Sharpening of the teacher softmax; lower = sharper. Warms up from dino.warmup_teacher_temp.",

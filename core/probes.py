@@ -9,6 +9,8 @@ size in every entry of one probe, and every array starts with the probe-image ax
 - heatmap: (h, w) or a stack (n, h, w) drawn as its mean over n (heads, blocks);
 - mask: (h, w) or a stack (n, h, w) of 0/1, drawn as its union over n;
 - embedding: (D,) feature vectors, not drawn in the grid;
+- dense: (h, w, D) patch features, drawn by the dense views (PCA colours, patch similarity:
+  ``analysis.dense``), not in the grid;
 - scalar: () one number per image, not drawn in the grid.
 
 New probe files carry their layout (``LAYOUT_KEY``, JSON in a 0-d string array: no pickle);
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-KINDS = ("image", "heatmap", "mask", "embedding", "scalar")
+KINDS = ("image", "heatmap", "mask", "embedding", "dense", "scalar")
 DRAWN = ("image", "heatmap", "mask")
 LAYOUT_KEY = "_layout"
 # Probes written before layouts existed: the loop added the probe pictures as "images"
@@ -69,6 +71,10 @@ class Probe:
         """Keys of the file that the grid does not draw (embeddings, scalars, undeclared keys)."""
         shown = {e.name for e in self.drawn()}
         return [k for k in self.arrays if k not in shown]
+
+    def dense(self) -> list[ProbeEntry]:
+        """Entries of kind dense (patch features) that the file holds, in layout order."""
+        return [e for e in self.layout if e.kind == "dense" and e.name in self.arrays]
 
     def base_image(self) -> np.ndarray | None:
         """The first image entry (P, H, W, 3): the pictures maps and masks are drawn over."""

@@ -108,9 +108,11 @@ def _add_curve(fig: go.Figure, c: Curve, smoothing: float, row: int | None = Non
 
 
 def family_figure(panels: Sequence[tuple[str, Sequence[Curve]]], *, x_title: str = "step", smoothing: float = 0.0,
-                  log_y: bool = False, cols: int = 3, panel_height: int = 250) -> go.Figure:
+                  log_y: bool = False, cols: int = 3, panel_height: int = 250,
+                  hlines: dict[int, Sequence[tuple[float, str]]] | None = None) -> go.Figure:
     """Small multiples in one figure: one panel per (title, curves), ``cols`` per row. One
-    figure per metric family keeps a page of twenty curves quick to draw."""
+    figure per metric family keeps a page of twenty curves quick to draw. ``hlines``: panel
+    index -> dashed reference lines (y, label), e.g. 0 and ln K on an entropy panel."""
     n = max(len(panels), 1)
     rows = math.ceil(n / cols)  # a lone panel keeps its 1/cols width: same size everywhere
     specs = [[{} if r * cols + c < n else None for c in range(cols)] for r in range(rows)]  # no empty axes
@@ -121,6 +123,10 @@ def family_figure(panels: Sequence[tuple[str, Sequence[Curve]]], *, x_title: str
         for cv in curves:
             _add_curve(fig, cv, smoothing, r + 1, c + 1, show_legend=False)
         fig.update_xaxes(title_text=x_title if r == rows - 1 else "", row=r + 1, col=c + 1)
+        for y, label in (hlines or {}).get(i, ()):
+            fig.add_hline(y=y, line_dash="dash", line_color="#d62728" if y else "#1f77b4", row=r + 1, col=c + 1,
+                          annotation_text=label, annotation_position="top left" if y else "bottom left",
+                          exclude_empty_subplots=False)
     fig.update_yaxes(type="log" if log_y else "linear")
     _base_layout(fig, "", rows * panel_height + 30)
     fig.update_layout(showlegend=False, hovermode="closest", margin=dict(t=30))

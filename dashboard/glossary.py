@@ -39,4 +39,34 @@ METHODS: tuple[tuple[str, str, str, str], ...] = (
      r"\mathcal{L} = \frac{1}{|T|}\sum_{i \in T}"
      r" \big\lVert \hat s_i - \mathrm{LN}(\bar s_i) \big\rVert_1^{\mathrm{smooth}}",
      "target std and RankMe: without the EMA target they fall (latent collapse)."),
+    ("iBOT", "Masked image modelling inside DINO, as DINOv2 trains it (Zhou et al. 2022; Oquab et al. "
+     "2024; dino.ibot_weight, --preset dinov2). Half of the global crops get BEiT-style blocks of patches "
+     "replaced by a learnable mask token before the positions are added; at each masked patch the student "
+     "predicts the teacher's patch distribution on the unmasked crop, through the DINO head or its own, "
+     "centred by a separate patch centre or Sinkhorn-Knopp. Each masked token weighs 1 / (masked "
+     "patches of its crop).",
+     r"\mathcal{L}_{\mathrm{iBOT}} = \frac1n \sum_{j\in\mathcal{M}} \frac{1}{|\mathcal{M}_{c(j)}|}"
+     r"\Big(-\,p_t^{(j)} \cdot \log\mathrm{softmax}\big(g_s(\tilde x)_j/\tau_s\big)\Big)",
+     "the iBOT panel: patch teacher entropy between 0 and its ln K, ibot/ce falling, KL above 0."),
+    ("Gram-anchoring", "DINOv3's fix for dense features that degrade over long training (Simeoni et al. 2025; "
+     "dino.gram_weight, --preset dinov3): the patch-similarity (Gram) matrix of the student's global crops "
+     "is pulled towards that of a frozen early copy of the EMA teacher, which can run at a higher "
+     "resolution. The features themselves stay free; only how patches relate is anchored.",
+     r"\mathcal{L}_{\mathrm{Gram}} = \operatorname{mean}\big[(X_S X_S^\top - X_G X_G^\top)^{2}\big]",
+     "dense/cls_patch_cosine over a long run, and gram/loss once its weight is on."),
+)
+
+# The dense views of the Live and Inspect pages: (title, how to read it, what healthy looks like).
+DENSE_VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("PCA of patch features", "DINOv2's figure. A PCA of the patch features of all shown images together; the "
+     "first component, thresholded at its mean, splits the object from the background (the side that fills the "
+     "picture border is taken as background); a second PCA of the object's patches alone gives three "
+     "components, shown as red, green and blue. Matching parts of different images get matching colours.",
+     "the object stands out from a black background and its parts (edges, inside, tips) take consistent "
+     "colours across images. A background in colour, or one colour everywhere, means the patch features do "
+     "not separate object from background."),
+    ("Patch similarity", "Click a patch of the map: every patch is coloured by the cosine of its feature to the "
+     "clicked one (red similar, blue opposite).", "a patch on the object lights up the object, a background "
+     "patch the background. Everything red is dense collapse: patches no longer say where they are "
+     "(see [CLS]-patch cosine)."),
 )

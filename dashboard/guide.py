@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.metrics import FAMILIES, IMPORTED, IMPORTED_PREFIX, METRICS, family_names
-from dashboard.glossary import METHODS
+from dashboard.glossary import DENSE_VIEWS, METHODS
 
 # (kind, what you see, cause, what to try)
 _COLLAPSES = (
@@ -56,6 +56,11 @@ def render() -> None:
     table = ["| kind | what you see | cause | try |", "|---|---|---|---|"]
     table += [f"| **{k}** | {see} | {cause} | {fix} |" for k, see, cause, fix in _COLLAPSES]
     st.markdown("\n".join(table))
+    st.header("Dense views", anchor="dense-views", divider="gray")
+    st.caption("Shown under the probe on Live (DINO runs) and on Inspect > Dense features (any checkpoint).")
+    for title, how, healthy in DENSE_VIEWS:
+        st.subheader(title)
+        st.markdown(f"{how}\n- **Healthy:** {healthy}")
     for family in FAMILIES:  # every declared metric belongs to one family
         st.header(f"Metrics: {family.title.lower()}", anchor=family.title.lower().replace(" ", "-"), divider="gray")
         st.caption(family.help.capitalize() + ". Names as in the run store (`metrics.sqlite`).")

@@ -1,5 +1,5 @@
 """Inspect page: pick a run's checkpoint or a weights file, then look inside it -- embeddings,
-attention, reconstructions, predictions, attributions and scores (one tab each; only the open
+attention, dense (patch) features, reconstructions, predictions, attributions and scores (one tab each; only the open
 tab computes)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dashboard.glossary import guide_link
 from trainer.store import list_checkpoints
 
 TABS = {"Embeddings": inspect_tabs.embeddings, "Attention": inspect_tabs.attention,
-        "Reconstructions": inspect_tabs.reconstructions, "Predictions": inspect_tabs.predictions,
-        "Attribution": inspect_tabs.attribution, "Scores": inspect_tabs.scores}
+        "Dense features": inspect_tabs.dense, "Reconstructions": inspect_tabs.reconstructions,
+        "Predictions": inspect_tabs.predictions, "Attribution": inspect_tabs.attribution, "Scores": inspect_tabs.scores}
 
 
 def default_run(runs: list[dict]) -> str:

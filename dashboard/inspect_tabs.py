@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import metrics as M
 from core.metrics import metric
-from dashboard import charts, models
+from dashboard import charts, dense_view, models
 from dashboard.glossary import guide_link
 
 N_PICTURES = 6  # images per picture grid
@@ -129,6 +129,29 @@ def attention(target: str, step: int | None, src) -> None:
         st.metric("Jaccard of the attention mask with the object", f"{j.per_image[0]:.2f}",
                   help=f"Mean over heads' masks {j.per_head.mean():.2f}, best head {j.best_head} "
                        f"({j.per_head[j.best_head]:.2f}). 1 = the mask is exactly the object.")
+
+
+@_guarded
+def dense(target: str, step: int | None, src) -> None:
+    from analysis.dense import patch_pca
+
+    c1, c2 = st.columns(2)
+    split = c1.segmented_control("Split", ["val", "train"], default="val", key="dense_split") or "val"
+    n = c2.select_slider("Images", [4, 8, 16, 32], value=8, key="dense_n",
+                         help="The PCA is fitted on the patches of all of them together, so colours match across "
+                              "images.")
+    images, _, masks, _ = models.split_images(target, step, split, n)
+    patches = models.patch_features(target, step, split, n)
+    dense_view.dense_panel(patches, images, key="insp_dense")
+    if masks is not None:  # shapes: the PCA foreground against the exact object masks
+        from analysis.attention import jaccard
+
+        fg = patch_pca(patches).foreground
+        p = images.shape[1] // fg.shape[1]
+        gt = masks[:, p // 2::p, p // 2::p]  # the object mask at each patch centre
+        st.caption(f"Jaccard of the PCA foreground with the object masks at the patch centres: "
+                   f"{float(np.mean(jaccard(fg, gt))):.2f} (1 = the first component is exactly the object). "
+                   + guide_link(M.DENSE_PATCH_RANKME))
 
 
 def _needs(src, method: str, what: str) -> bool:

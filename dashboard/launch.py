@@ -66,8 +66,10 @@ def validate(argv: list[str]) -> list[str]:
     return argv
 
 
-def train_argv(root: Path, method: str, data: str, steps: int, name: str, overrides: list[str]) -> list[str]:
-    """The validated ``python -m trainer train`` argument list for one run."""
+def train_argv(root: Path, method: str, data: str, steps: int, name: str, overrides: list[str],
+               preset: str = "") -> list[str]:
+    """The validated ``python -m trainer train`` argument list for one run (``preset``: a
+    ``--preset`` recipe, "" for none)."""
     if method not in METHODS:
         raise LaunchError(f"method '{method}' is not one of {', '.join(METHODS)}")
     if name and (root / name / "run.json").exists():
@@ -75,6 +77,8 @@ def train_argv(root: Path, method: str, data: str, steps: int, name: str, overri
     argv = ["train", "--method", method, "--data", data, "--steps", str(int(steps)), "--runs-dir", str(root)]
     if name:
         argv += ["--name", name]
+    if preset:
+        argv += ["--preset", preset]
     for s in (s.strip() for s in overrides):
         if s:
             argv += ["--set", s]

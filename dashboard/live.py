@@ -11,7 +11,7 @@ import streamlit as st
 
 from core import metrics as M
 from core.metrics import FAMILIES, IMPORTED, METRICS, OTHER, Family, family_names, metric
-from dashboard import charts, diagnosis, loaders, session
+from dashboard import charts, dense_view, diagnosis, loaders, session
 from dashboard.glossary import guide_link
 from trainer.store import read_events
 
@@ -56,8 +56,14 @@ def _family(family: Family, names: tuple[str, ...], runs, colors, view: View) ->
         return
     panels = [(f"{metric(n).label} <span style='color:#888'>{n}</span>", loaders.curves(runs, n, colors, view.x_axis))
               for n in present]
+    hlines = {}
+    if family.figure == "ibot" and M.IBOT_TEACHER_ENTROPY in present:  # the patch head's collapse lines
+        ks = [k for _, frame in runs if (k := loaders.last_value(frame, M.IBOT_LOG_K)) is not None]
+        if ks:
+            hlines[present.index(M.IBOT_TEACHER_ENTROPY)] = [(ks[0], f"ln K = {ks[0]:.2f}: uniform"),
+                                                              (0.0, "0: one-hot")]
     fig = charts.family_figure(panels, x_title=loaders.X_AXES[view.x_axis], smoothing=view.smoothing,
-                               log_y=view.log_y)
+                               log_y=view.log_y, hlines=hlines)
     st.plotly_chart(fig, key=f"family_{family.title}", config={"displaylogo": False})
 
 
@@ -143,6 +149,8 @@ def probe_panel(root: Path, run_ids: list[str]) -> None:
         st.caption("This probe holds no arrays its layout draws" + keys)
     else:
         st.plotly_chart(fig, key="probe_fig", config={"displaylogo": False})
+    for entry in probe.dense():
+        dense_view.dense_panel(probe.arrays[entry.name], probe.base_image(), key=f"probe_{run_id}_{entry.name}")
 
 
 def _wait_for_runs(root: Path) -> None:

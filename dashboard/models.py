@@ -76,6 +76,18 @@ def split_images(target: str, step: int | None, split: str, n: int,
         raise InspectError(str(e)) from None
 
 
+@st.cache_data(max_entries=8, show_spinner="Patch features...")
+def patch_features(target: str, step: int | None, split: str, n: int) -> np.ndarray:
+    """Final-norm patch features (N, h, w, D) of the first ``n`` images of a split."""
+    from analysis.dense import dense_features
+
+    images = split_images(target, step, split, n)[0]
+    try:
+        return dense_features(source(target, step).vit, images)
+    except analysis_errors() as e:
+        raise InspectError(str(e)) from None
+
+
 BUNDLED = ("astronaut", "chelsea", "coffee")  # photos shipped with scikit-image
 
 

@@ -116,17 +116,21 @@ def start_forms(root: Path) -> None:
     """Start a run, the demo, or a study."""
     with st.expander("Start a run", icon=":material/play_arrow:"):
         with st.form("start_run", border=False):
-            c1, c2, c3, c4 = st.columns(4)
+            c1, c2, c3, c4, c5 = st.columns(5)
             method = c1.selectbox("Method", METHODS)
-            data = c2.selectbox("Data", DATASETS)
-            steps = c3.number_input("Steps", min_value=1, max_value=1_000_000, value=300, step=50)
-            name = c4.text_input("Name", placeholder="automatic", help="letters, digits, '-', '_', '.'")
+            preset = c2.selectbox("Recipe", ["", "dinov2", "dinov3"], format_func=lambda p: p or "none",
+                                  help="DINO recipes: dinov2 = DINO + the iBOT patch loss; dinov3 = dinov2 on a "
+                                       "DINOv3 backbone with Gram anchoring. The overrides below still win.")
+            data = c3.selectbox("Data", DATASETS)
+            steps = c4.number_input("Steps", min_value=1, max_value=1_000_000, value=300, step=50)
+            name = c5.text_input("Name", placeholder="automatic", help="letters, digits, '-', '_', '.'")
             sets = st.text_area("Overrides, one `section.field=value` per line", height=80,
                                 placeholder="dino.out_dim=64\ndino.koleo_weight=0.1",
                                 help="Any config field; see `python -m trainer train --help`.")
             if st.form_submit_button("Start", type="primary"):
                 try:
-                    argv = launch.train_argv(root, method, data, int(steps), name.strip(), sets.splitlines())
+                    argv = launch.train_argv(root, method, data, int(steps), name.strip(), sets.splitlines(),
+                                             preset=preset)
                     started = launch.start(root, argv, name.strip() or method)
                     st.success(f"Started `{' '.join(started.argv[1:])}` (pid {started.pid}); "
                                f"it appears in the table within seconds.")

@@ -18,8 +18,10 @@ TINY = ["model.preset=custom", "model.embed_dim=32", "model.depth=2", "model.num
         "ijepa.pred_depth=1", "optim.steps=2", "optim.warmup_steps=1", "run.log_every=1", "run.eval_every=2",
         "run.ckpt_every=2", "run.probe_size=2", "run.device=cpu"]
 # each method with its optional terms on: registers (tokens/register_attn_share), KoLeo (dino/koleo),
-# I-JEPA's EMA target (ema/momentum) and regulariser (ijepa/reg)
-RUNS = {"dino": ["model.reg_tokens=1", "dino.koleo_weight=0.1"], "mae": [],
+# iBOT (ibot/*) and Gram anchoring from step 1 (gram/*), I-JEPA's EMA target (ema/momentum) and
+# regulariser (ijepa/reg)
+RUNS = {"dino": ["model.reg_tokens=1", "dino.koleo_weight=0.1", "dino.ibot_weight=1", "dino.gram_weight=1",
+                 "dino.gram_teacher_step=0", "dino.gram_start=1", "dino.gram_ramp_steps=1"], "mae": [],
         "ijepa": ["ijepa.ema=true", "ijepa.reg=koleo", "ijepa.reg_weight=0.1"]}
 
 

@@ -42,6 +42,8 @@ EPILOG = """examples:
   python -m trainer train --method dino --data shapes --steps 300
   python -m trainer train --method mae --set mae.mask_ratio=0.9
   python -m trainer train --method dino --set dino.centering=sinkhorn --set dino.koleo_weight=0.1
+  python -m trainer train --preset dinov2 --steps 600
+  python -m trainer train --preset dinov3 --steps 1500 --set dino.gram_teacher_scale=2
   python -m trainer ablate --list
   python -m trainer ablate centering-sharpening --seeds 3 --parallel 2
   python -m trainer ablate teacher-temp --budget 20 --parallel 2 --group tt
@@ -66,6 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set dino.out_dim=128 --set model.reg_tokens=4; "
                         "see trainer/config.py for every field and its default")
     p.add_argument("--seed", type=int, help="seeds data, init, crops and masks")
+    p.add_argument("--preset", choices=("dinov2", "dinov3"),
+                   help="a recipe of DINO settings, applied after --config and the flags above and before --set: "
+                        "dinov2 = DINO + the iBOT patch loss; dinov3 = dinov2 on a DINOv3 backbone (RoPE, storage "
+                        "tokens) with Gram anchoring (trainer/method_presets.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +131,12 @@ def config_from_args(args: argparse.Namespace, method: str | None = None, base: 
         sets.append(f"run.method={method}")
     if getattr(args, "runs_dir", None) is None and "SSLSCOPE_RUNS" in os.environ:
         sets.append(f"run.runs_dir={os.environ['SSLSCOPE_RUNS']}")
-    cfg = cfg.with_overrides(sets + list(getattr(args, "set", []) or []))
+    cfg = cfg.with_overrides(sets)
+    if getattr(args, "preset", None):  # after the flags (dinov3 scales with --steps), before --set
+        from trainer.method_presets import apply_preset
+
+        cfg = apply_preset(cfg, args.preset)
+    cfg = cfg.with_overrides(list(getattr(args, "set", []) or []))
     if cfg.optim.warmup_steps > cfg.optim.steps:  # short runs: shrink the default warm-ups with them
         cfg = cfg.set("optim.warmup_steps", cfg.optim.steps // 10)
     return cfg.validate()

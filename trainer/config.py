@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 METHODS = ("dino", "mae", "ijepa")
 DATASETS = ("shapes", "fashion-mnist", "digits", "folder")
-PRESETS = ("cpu-tiny", "cpu-small", "vit-tiny", "vit-small", "vit-base", "custom")
+PRESETS = ("cpu-tiny", "cpu-small", "vit-tiny", "vit-small", "vit-base", "custom",
+           "dinov3-cpu-tiny", "dinov3-cpu-small", "dinov3-small", "dinov3-base", "dinov3-custom")
+DINOV3_STORAGE_TOKENS = 4  # storage tokens of timm's vit_*_patch16_dinov3 (DINOv3's registers)
 
 
 class ConfigError(ValueError):
@@ -41,12 +43,16 @@ class Data:
 
 @dataclass(frozen=True)
 class Model:
-    preset: str = "cpu-tiny"  # cpu-tiny | cpu-small | vit-tiny | vit-small | vit-base | custom
+    preset: str = "cpu-tiny"  # cpu-tiny | cpu-small | vit-tiny | vit-small | vit-base | custom: timm's
+    #   VisionTransformer (learnt positions). dinov3-cpu-tiny | dinov3-cpu-small | dinov3-small | dinov3-base |
+    #   dinov3-custom: timm's DINOv3 ViT (vit_*_patch16_dinov3: RoPE, storage tokens, layer scale 1e-5) at
+    #   the same shapes as cpu-tiny, cpu-small, vit-small, vit-base and custom
     patch_size: int = 4  # pixels per patch side (custom preset; presets set their own)
     embed_dim: int = 64  # token width (custom preset)
     depth: int = 4  # transformer blocks (custom preset)
     num_heads: int = 4  # attention heads (custom preset)
-    reg_tokens: int = 0  # DINOv2-style registers: learnable tokens without positional embedding
+    reg_tokens: int = 0  # DINOv2-style registers: learnable tokens without positional embedding. dinov3-*
+    #   presets: storage tokens, 0 = DINOv3's 4
     drop_path_rate: float = 0.0  # stochastic depth; 0 on CPU-sized models
 
 
@@ -96,7 +102,30 @@ class Dino:
     hue_jitter: float = 0.5  # hue shift in [-a, a] turns (paper: 0.1). When shapes painted its objects in
     #   saturated random hues, two crops shared a hue at 0.1 and DINO learnt colour, not shape (0.5 = any hue)
     grayscale_p: float = 0.3  # probability of a grey view (paper: 0.2)
+    rotation: float = 0.0  # random rotation of each view in [-a, a] degrees (paper: none; objects
+    #   without a canonical orientation, e.g. shapes, satellite or microscopy images, can use 180)
     sinkhorn_iters: int = 3  # Sinkhorn-Knopp iterations (DINOv2: 3)
+    # iBOT patch loss (Zhou et al. 2022, as DINOv2 uses it): the student sees some global crops with
+    # masked patches and predicts, at those patches, the teacher's patch distribution on the unmasked crop
+    ibot_weight: float = 0.0  # weight of the iBOT term in the loss; 0 = off, plain DINO (DINOv2: 1.0)
+    ibot_separate_head: bool = False  # own head for the patch tokens (DINOv2's ViT-L/g configs) instead of
+    #   the DINO head (DINOv2's default)
+    ibot_out_dim: int = 0  # K of the separate iBOT head; 0 = dino.out_dim (the shared head has dino.out_dim)
+    ibot_mask_probability: float = 0.5  # share of the global crops of a batch that are masked (DINOv2: 0.5)
+    ibot_mask_ratio_min: float = 0.1  # masked crops' ratios are stratified in [min, max] (DINOv2: 0.1-0.5)
+    ibot_mask_ratio_max: float = 0.5
+    # Gram anchoring (DINOv3, Simeoni et al. 2025): keep the patch-similarity structure of the student's
+    # global crops close to that of an earlier, frozen copy of the EMA teacher (the Gram teacher)
+    gram_weight: float = 0.0  # weight of the Gram loss once ramped up; 0 = off (DINOv3: 2)
+    gram_teacher_step: int = 100  # the Gram teacher is the EMA teacher as it was after this many steps
+    #   (DINOv3: an early teacher is better; ~10-20% of a short run)
+    gram_start: int = 150  # the Gram weight is 0 before this step (DINOv3: ~1M of ~1.2M iterations) ...
+    gram_ramp_steps: int = 50  # ... then rises on a half cosine to dino.gram_weight over this many steps
+    gram_refresh_every: int = 0  # copy the EMA teacher into the Gram teacher again every N steps after
+    #   dino.gram_teacher_step; 0 = never (DINOv3: every 10k iterations)
+    gram_max_refreshes: int = 0  # at most this many refreshes (DINOv3: 3)
+    gram_teacher_scale: float = 1.0  # the Gram teacher sees the global crops resized by this factor (DINOv3:
+    #   2, 512 px vs 256); its patch grid is resized bicubically to the student's
 
 
 @dataclass(frozen=True)
@@ -248,7 +277,11 @@ class Config:
             ("dino.bottleneck_dim", self.dino.bottleneck_dim, 4), ("dino.n_local", self.dino.n_local, 0),
             ("dino.teacher_temp_warmup_steps", self.dino.teacher_temp_warmup_steps, 0),
             ("dino.freeze_last_layer_steps", self.dino.freeze_last_layer_steps, 0),
-            ("dino.sinkhorn_iters", self.dino.sinkhorn_iters, 1),
+            ("dino.sinkhorn_iters", self.dino.sinkhorn_iters, 1), ("dino.ibot_out_dim", self.dino.ibot_out_dim, 0),
+            ("dino.gram_teacher_step", self.dino.gram_teacher_step, 0), ("dino.gram_start", self.dino.gram_start, 0),
+            ("dino.gram_ramp_steps", self.dino.gram_ramp_steps, 0),
+            ("dino.gram_refresh_every", self.dino.gram_refresh_every, 0),
+            ("dino.gram_max_refreshes", self.dino.gram_max_refreshes, 0),
             ("mae.decoder_dim", self.mae.decoder_dim, 8), ("mae.decoder_depth", self.mae.decoder_depth, 1),
             ("mae.decoder_heads", self.mae.decoder_heads, 1), ("ijepa.pred_dim", self.ijepa.pred_dim, 8),
             ("ijepa.pred_depth", self.ijepa.pred_depth, 1), ("ijepa.num_targets", self.ijepa.num_targets, 1),
@@ -289,6 +322,10 @@ class Config:
             ("dino.brightness_jitter", dn.brightness_jitter, 0.0, 1.0),
             ("dino.contrast_jitter", dn.contrast_jitter, 0.0, 1.0),
             ("dino.saturation_jitter", dn.saturation_jitter, 0.0, 1.0), ("dino.hue_jitter", dn.hue_jitter, 0.0, 0.5),
+            ("dino.rotation", dn.rotation, 0.0, 180.0),
+            ("dino.ibot_mask_probability", dn.ibot_mask_probability, 0.0, 1.0),
+            ("dino.ibot_mask_ratio_min", dn.ibot_mask_ratio_min, 0.0, 1.0),
+            ("dino.ibot_mask_ratio_max", dn.ibot_mask_ratio_max, 0.0, 1.0),
         ]:
             if not lo <= v <= hi:
                 raise ConfigError(f"{key}={v} is out of range; it must lie in [{lo}, {hi}]")
@@ -302,13 +339,19 @@ class Config:
         for key, v in [("optim.min_lr", o.min_lr), ("optim.weight_decay", o.weight_decay),
                        ("optim.weight_decay_end", o.weight_decay_end), ("optim.clip_grad", o.clip_grad),
                        ("model.drop_path_rate", m.drop_path_rate), ("dino.koleo_weight", self.dino.koleo_weight),
-                       ("ijepa.reg_weight", self.ijepa.reg_weight)]:
+                       ("ijepa.reg_weight", self.ijepa.reg_weight), ("dino.ibot_weight", self.dino.ibot_weight),
+                       ("dino.gram_weight", self.dino.gram_weight)]:
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"{key}={v} must be zero or a positive finite number")
         if o.warmup_steps > o.steps:
             raise ConfigError(f"optim.warmup_steps={o.warmup_steps} exceeds optim.steps={o.steps}; lower it")
-        if m.preset == "custom" and m.embed_dim % m.num_heads:
+        if m.preset in ("custom", "dinov3-custom") and m.embed_dim % m.num_heads:
             raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
+        if is_dinov3(m) and (preset_shape(m)[1] // preset_shape(m)[3]) % 4:
+            raise ConfigError(f"model.preset={m.preset} needs a head width (embed_dim / num_heads = "
+                              f"{preset_shape(m)[1] // preset_shape(m)[3]}) divisible by 4: RoPE rotates pairs of "
+                              "channels along both image axes")
+        self._validate_dinov2_v3()
         patch = preset_patch_size(m)
         if d.image_size % patch:
             raise ConfigError(f"data.image_size={d.image_size} must be a multiple of the patch size {patch} "
@@ -352,6 +395,35 @@ class Config:
         return self
 
 
+    def _validate_dinov2_v3(self) -> None:
+        """The iBOT and Gram-anchoring fields (only when they are switched on)."""
+        dn, patch = self.dino, preset_patch_size(self.model)
+        if dn.ibot_mask_ratio_min > dn.ibot_mask_ratio_max:
+            raise ConfigError(f"dino.ibot_mask_ratio_min={dn.ibot_mask_ratio_min} exceeds "
+                              f"dino.ibot_mask_ratio_max={dn.ibot_mask_ratio_max}")
+        if self.run.method != "dino":
+            return
+        if dn.ibot_weight > 0 and not (dn.ibot_mask_probability > 0 and dn.ibot_mask_ratio_max > 0):
+            raise ConfigError(f"dino.ibot_weight={dn.ibot_weight} needs masked patches: raise "
+                              "dino.ibot_mask_probability and dino.ibot_mask_ratio_max above 0 (DINOv2: 0.5, 0.5)")
+        if dn.gram_weight <= 0:
+            return
+        if not (dn.gram_teacher_scale > 0 and math.isfinite(dn.gram_teacher_scale)):
+            raise ConfigError(f"dino.gram_teacher_scale={dn.gram_teacher_scale} must be a positive finite number")
+        size = gram_teacher_size(self)
+        if size < patch or size % patch or size > _MAX["data.image_size"]:
+            px = self.data.image_size * dn.gram_teacher_scale
+            raise ConfigError(f"dino.gram_teacher_scale={dn.gram_teacher_scale} gives {self.data.image_size} x "
+                              f"{dn.gram_teacher_scale} = {px:g} px Gram-teacher crops; they must be a whole "
+                              f"multiple of the {patch} px patch (e.g. 1 or 2)")
+        if dn.gram_teacher_step > dn.gram_start:
+            raise ConfigError(f"dino.gram_teacher_step={dn.gram_teacher_step} is after dino.gram_start="
+                              f"{dn.gram_start}; the Gram teacher must exist when the Gram loss starts")
+        if dn.gram_start >= self.optim.steps:
+            raise ConfigError(f"dino.gram_start={dn.gram_start} is not before optim.steps={self.optim.steps}: the "
+                              "Gram loss would never act; lower dino.gram_start or set dino.gram_weight=0")
+
+
 _SECTIONS = tuple(f.name for f in fields(Config))
 
 # Upper limits: far above any sensible value, low enough that nothing overflows or tries to
@@ -367,24 +439,41 @@ _MAX = {
     "model.num_heads": 1024, "model.reg_tokens": 1024, "optim.steps": MAX_STEPS, "optim.warmup_steps": MAX_STEPS,
     "dino.out_dim": 1 << 20, "dino.hidden_dim": 1 << 16, "dino.bottleneck_dim": 1 << 14, "dino.n_local": 64,
     "dino.teacher_temp_warmup_steps": MAX_STEPS, "dino.freeze_last_layer_steps": MAX_STEPS,
-    "dino.sinkhorn_iters": 10_000, "mae.decoder_dim": 1 << 14, "mae.decoder_depth": 1024,
+    "dino.sinkhorn_iters": 10_000, "dino.ibot_out_dim": 1 << 20, "dino.gram_teacher_step": MAX_STEPS,
+    "dino.gram_start": MAX_STEPS, "dino.gram_ramp_steps": MAX_STEPS, "dino.gram_refresh_every": MAX_STEPS,
+    "dino.gram_max_refreshes": MAX_STEPS, "mae.decoder_dim": 1 << 14, "mae.decoder_depth": 1024,
     "mae.decoder_heads": 1024, "ijepa.pred_dim": 1 << 14, "ijepa.pred_depth": 1024, "ijepa.num_targets": 256,
     "ijepa.min_context": 1 << 24, "run.knn_k": 1 << 20, "run.probe_size": 4096,
 }
 
-# (patch, width, depth, heads) per preset; "custom" reads the Model fields.
+# (patch, width, depth, heads) per preset; "custom" and "dinov3-custom" read the Model fields.
 _PRESET_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "cpu-tiny": (4, 64, 4, 4),  # ~1 GFLOP per image per DINO step: 300 steps in ~3 min on 2 cores
     "cpu-small": (4, 128, 6, 4),  # ~5x the cost; for a longer run on a laptop
     "vit-tiny": (16, 192, 12, 3),
     "vit-small": (16, 384, 12, 6),
     "vit-base": (16, 768, 12, 12),
+    "dinov3-cpu-tiny": (4, 64, 4, 4),
+    "dinov3-cpu-small": (4, 128, 6, 4),
+    "dinov3-small": (16, 384, 12, 6),  # = timm's vit_small_patch16_dinov3
+    "dinov3-base": (16, 768, 12, 12),  # = timm's vit_base_patch16_dinov3
 }
 
 
 def preset_shape(m: Model) -> tuple[int, int, int, int]:
     """(patch_size, embed_dim, depth, num_heads) of a model config."""
     return _PRESET_SHAPES.get(m.preset, (m.patch_size, m.embed_dim, m.depth, m.num_heads))
+
+
+def is_dinov3(m: Model) -> bool:
+    """True for the presets built from timm's DINOv3 ViT (RoPE, storage tokens, layer scale)."""
+    return m.preset.startswith("dinov3-")
+
+
+def prefix_tokens(m: Model) -> int:
+    """Registers (storage tokens) the backbone gets: ``model.reg_tokens``; 0 on a DINOv3 preset
+    means DINOv3's 4."""
+    return m.reg_tokens or (DINOV3_STORAGE_TOKENS if is_dinov3(m) else 0)
 
 
 def preset_patch_size(m: Model) -> int:
@@ -396,6 +485,11 @@ def local_crop_size(cfg: Config) -> int:
     patch = preset_patch_size(cfg.model)
     raw = cfg.data.image_size * cfg.dino.local_size_ratio
     return max(patch, int(round(raw / patch)) * patch)
+
+
+def gram_teacher_size(cfg: Config) -> int:
+    """Side in pixels of the global crops the Gram teacher sees (``dino.gram_teacher_scale``)."""
+    return int(round(cfg.data.image_size * cfg.dino.gram_teacher_scale))
 
 
 def _safe_name(s: str) -> bool:

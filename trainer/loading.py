@@ -9,8 +9,8 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
+from core.vit import ViT
 from trainer.config import Config, ConfigError
 from trainer.methods import Method, build_method
 from trainer.models.backbone import build_backbone
@@ -58,7 +58,7 @@ def load_method(run_dir: Path | str, step: int | None = None) -> tuple[Method, C
     return method.eval(), cfg, ck
 
 
-def load_encoder(run_dir: Path | str, step: int | None = None) -> tuple[VisionTransformer, Config, CheckpointInfo]:
+def load_encoder(run_dir: Path | str, step: int | None = None) -> tuple[ViT, Config, CheckpointInfo]:
     """Just the backbone to analyse, without building the method's heads."""
     cfg = run_config(run_dir)
     ck = pick_checkpoint(run_dir, step)

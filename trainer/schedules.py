@@ -33,3 +33,16 @@ def value_at(schedule: np.ndarray, it: int) -> float:
     """``schedule[it]`` as a float, the last value past the end (a run resumed with more steps
     than its schedule, or an analysis at the final step)."""
     return float(schedule[min(it, len(schedule) - 1)])
+
+
+def delayed_cosine_ramp(value: float, start: int, ramp_steps: int, steps: int) -> np.ndarray:
+    """(steps,) values: 0 before step ``start``, then a half-cosine rise to ``value`` over
+    ``ramp_steps`` steps, then ``value`` (the Gram-anchoring weight of DINOv3: off for most of
+    training, then switched on smoothly). At ``start + k``, k < ramp_steps:
+    ``value * (1 - cos(pi k / ramp_steps)) / 2``."""
+    assert steps >= 1 and start >= 0 and ramp_steps >= 0
+    it = np.arange(steps, dtype=np.float64)
+    k = it - start
+    ramp = value * 0.5 * (1.0 - np.cos(np.pi * np.clip(k / max(ramp_steps, 1), 0.0, 1.0)))
+    out = np.where(k < 0, 0.0, np.where(k >= ramp_steps, value, ramp))
+    return out.astype(np.float64)

@@ -29,10 +29,12 @@ def _logged(run_dir, name: str, step: int) -> float:
     return float(values[list(steps).index(step)])
 
 
-@pytest.mark.parametrize("centering", ["sinkhorn", "mean"])
+@pytest.mark.parametrize("centering", ["sinkhorn", "mean", "mean+ibot"])
 def test_checkpoint_diagnosis_equals_the_training_statistics_on_the_same_batch(tmp_path, centering):
-    cfg = Config().with_overrides(TINY + [f"dino.centering={centering}", f"run.runs_dir={tmp_path}",
-                                          f"run.name={centering}"])
+    ibot = ["dino.ibot_weight=1"] if centering.endswith("+ibot") else []  # the student saw masked crops
+    centering = centering.split("+")[0]
+    cfg = Config().with_overrides(TINY + ibot + [f"dino.centering={centering}", f"run.runs_dir={tmp_path}",
+                                                 f"run.name={centering}"])
     run = train(cfg)
     method, cfg, ck = load_method(run, step=2)  # weights and centre after step 2 ...
     batch = next(build_loader(cfg, method.views(), "train", start_step=2))  # ... and the batch of step 3

@@ -35,6 +35,8 @@ def test_train_arguments_are_validated_before_anything_starts(tmp_path):
         "ablate", "mask-ratio", "--runs-dir", str(tmp_path), "--steps", "100", "--seeds", "2", "--parallel", "2"]
     with pytest.raises(launch.LaunchError, match=r"--seeds 0 must lie in \[1, 100\]"):
         launch.ablate_argv(tmp_path, 100, "registers", seeds=0)
+    recipe = launch.train_argv(tmp_path, "dino", "shapes", 50, "", ["dino.gram_start=10"], preset="dinov3")
+    assert recipe[-4:] == ["--preset", "dinov3", "--set", "dino.gram_start=10"]  # --set still wins over the recipe
 
 
 def test_started_command_runs_detached_and_logs_its_output(tmp_path):

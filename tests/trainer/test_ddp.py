@@ -56,6 +56,10 @@ def _one_thread_train(cfg):
 
 @pytest.mark.parametrize("method,extra,weights_tol", [
     ("dino", [], 1e-5),  # mean centre, KoLeo on (its nearest neighbours over the global batch)
+    # iBOT masks drawn for the global batch (each rank its rows), the patch centre over every
+    # rank's masked tokens; Gram anchoring on from step 2 against the copy taken after step 1
+    ("dino", ["dino.ibot_weight=1", "dino.gram_weight=1", "dino.gram_teacher_step=1", "dino.gram_start=2",
+              "dino.gram_ramp_steps=1"], 1e-5),
     # MAE: 1.4e-5 after 4 steps, at the decoder's qkv bias: the key bias has a zero gradient in
     # exact arithmetic (softmax ignores a constant per query), so its gradient is rounding noise,
     # which Adam scales up to ~lr per step; the loss agrees to 1e-5. Documented tolerance 5e-5

@@ -84,6 +84,8 @@ class ViewTransform:
             x = random_resized_crop(x01, g, size, scale, copies=len(views))
             flip = (g.rand() < 0.5).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
+            if photometric and self.spec.rotation > 0:
+                x = random_rotation(x, g, self.spec.rotation)
             if photometric:
                 bri, con, sat, hue = self.spec.color_jitter
                 x = P.random_color_jitter(x, g, self.spec.jitter_p, bri, con, sat, hue)
@@ -95,6 +97,25 @@ class ViewTransform:
                     x = P.random_solarize(x, g, solarize_p)
             out.extend(((x - mean) / std).split(b))
         return out
+
+
+def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rotate each image (N, 3, h, w) about its centre by its angle ``theta`` (N,) in radians,
+    counter-clockwise as displayed; corners take the nearest border pixel (bilinear, one
+    grid_sample call). At multiples of 90 degrees the grid lands on pixel centres: exact."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(c)
+    # affine_grid maps output coordinates (x right, y down, in [-1, 1]) to input ones
+    mat = torch.stack([torch.stack([c, -s, zero], 1), torch.stack([s, c, zero], 1)], 1).to(x.dtype)  # (N, 2, 3)
+    grid = torch.nn.functional.affine_grid(mat, list(x.shape), align_corners=False)  # (N, h, w, 2)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_rotation(x: torch.Tensor, g: torch.Generator | Draws, degrees: float) -> torch.Tensor:
+    """``rotate`` each image (N, 3, h, w) by its own angle, uniform in [-degrees, degrees]
+    (drawn for the whole global batch under DDP, like every other view draw)."""
+    theta = (Draws.of(g, x.shape[0]).rand(dtype=torch.float64) * 2 - 1) * math.radians(degrees)
+    return rotate(x, theta)
 
 
 def build_view_transform(spec: ViewSpec) -> ViewTransform:

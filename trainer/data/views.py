@@ -28,6 +28,7 @@ class ViewSpec:
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1)  # brightness, contrast, saturation, hue
     jitter_p: float = 0.8  # colour jitter probability per view (multicrop only)
     grayscale_p: float = 0.2  # grey view probability (multicrop only)
+    rotation: float = 0.0  # random rotation of each view, uniform in [-rotation, rotation] degrees (multicrop only)
 
 
 @dataclass

@@ -39,6 +39,16 @@ from trainer.config import Config
 from trainer.schedules import linear_warmup_then_constant, value_at
 
 
+def teacher_temp_schedule(cfg: Config) -> np.ndarray:
+    """tau_t per step, shared by the [CLS] and the iBOT patch losses (DINOv2): a linear warm-up,
+    and without sharpening (ablation) tau_t = tau_s at every step."""
+    d = cfg.dino
+    if d.sharpening:
+        return linear_warmup_then_constant(d.warmup_teacher_temp, d.teacher_temp, cfg.optim.steps,
+                                           d.teacher_temp_warmup_steps)
+    return np.full(cfg.optim.steps, d.student_temp)
+
+
 @dataclass
 class DINOLossOutput:
     """The loss to back-propagate, the teacher's distribution per view and the ``dino/*`` stats."""
@@ -48,15 +58,10 @@ class DINOLossOutput:
     stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
-class DINOLoss(nn.Module):
-    """DINO's loss with its state: centre ``c`` (buffer, checkpointed), centring mode,
-    tau_t schedule (one value per step) and tau_s.
-
-    ``forward(teacher_logits, student_logits, it)`` takes the teacher's logits of the global
-    crops and the student's of every crop (globals first, each (B, K)), and returns the loss,
-    the teacher distribution and its statistics (none without ``with_stats``: the steps that do
-    not log); with ``update_center`` (training) the centre moves after the loss, as in DINO.
-    """
+class CenteredTeacherLoss(nn.Module):
+    """The state DINO's [CLS] loss and iBOT's patch loss each keep (DINOv2 gives them separate
+    centres, the same tau schedule and centring mode): centre buffer ``center`` (1, K),
+    checkpointed, centring mode, tau_t schedule (one value per step) and tau_s."""
 
     def __init__(self, out_dim: int, student_temp: float, teacher_temp_schedule: np.ndarray,
                  centering: str = "mean", center_momentum: float = 0.9, sinkhorn_iters: int = 3):
@@ -69,21 +74,27 @@ class DINOLoss(nn.Module):
         self.sinkhorn_iters = sinkhorn_iters
         self.register_buffer("center", torch.zeros(1, out_dim))  # c, checkpointed with the weights
 
-    @classmethod
-    def from_config(cls, cfg: Config) -> DINOLoss:
-        """The loss of ``cfg.dino`` over ``cfg.optim.steps``: tau_t warms up linearly, and
-        without sharpening (ablation) tau_t = tau_s at every step."""
-        d = cfg.dino
-        if d.sharpening:
-            schedule = linear_warmup_then_constant(d.warmup_teacher_temp, d.teacher_temp, cfg.optim.steps,
-                                                   d.teacher_temp_warmup_steps)
-        else:
-            schedule = np.full(cfg.optim.steps, d.student_temp)
-        return cls(d.out_dim, d.student_temp, schedule, d.centering, d.center_momentum, d.sinkhorn_iters)
-
     def teacher_temp(self, it: int) -> float:
         """tau_t at step ``it`` (the last value past the end of the schedule)."""
         return value_at(self.teacher_temp_schedule, it)
+
+
+class DINOLoss(CenteredTeacherLoss):
+    """DINO's loss with its state (``CenteredTeacherLoss``: centre ``c``, centring mode, tau_t
+    schedule and tau_s).
+
+    ``forward(teacher_logits, student_logits, it)`` takes the teacher's logits of the global
+    crops and the student's of every crop (globals first, each (B, K)), and returns the loss,
+    the teacher distribution and its statistics (none without ``with_stats``: the steps that do
+    not log); with ``update_center`` (training) the centre moves after the loss, as in DINO.
+    """
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> DINOLoss:
+        """The loss of ``cfg.dino`` over ``cfg.optim.steps`` (tau_t: ``teacher_temp_schedule``)."""
+        d = cfg.dino
+        return cls(d.out_dim, d.student_temp, teacher_temp_schedule(cfg), d.centering, d.center_momentum,
+                   d.sinkhorn_iters)
 
     @torch.no_grad()
     def teacher_probs(self, teacher_logits: list[torch.Tensor], it: int) -> list[torch.Tensor]:

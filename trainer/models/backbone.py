@@ -1,9 +1,17 @@
-"""The shared backbone: timm's ``VisionTransformer``, built from a preset, with registers.
+"""The shared backbone: a timm vision transformer built from a preset, with registers.
 
-We do not fork the ViT. The few things the methods need beyond timm's forward are thin
-helpers over its layered API: token embedding (patch embed + positions + [CLS]/registers;
-``core.vit``'s, re-exported here), running the blocks on a subset of tokens (MAE, I-JEPA),
-and capturing attention maps (analysis and probes only: timm's fused attention returns no
+We do not fork the ViT. Two timm classes serve as backbones:
+
+- ``VisionTransformer`` (presets cpu-tiny ... vit-base, custom): learnt absolute positions,
+  registers optional;
+- timm's DINOv3 ViT, an ``Eva`` (presets dinov3-*: ``vit_small_patch16_dinov3`` with the
+  preset's width and depth): rotary position embeddings, 4 storage tokens, layer scale 1e-5,
+  no absolute positions, LayerNorm eps 1e-5, [CLS] pooling as upstream.
+
+The few things the methods need beyond timm's forward are thin helpers over its layered API:
+token embedding with optional masked patches (``core.vit``'s, re-exported here), running the
+blocks on a subset of tokens (MAE, I-JEPA; the rotary embedding follows the kept tokens), and
+capturing attention maps (analysis and probes only: timm's fused attention returns no
 weights, so it is switched off there).
 
 Registers (Darcet et al. 2024, "Vision Transformers Need Registers") are extra learnable tokens
@@ -16,18 +24,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from core.vit import embed_tokens, num_prefix
-from trainer.config import Model, preset_shape
+from core.vit import ViT, block_tokens, embed, embed_tokens, num_prefix, run_blocks
+from trainer.config import Model, is_dinov3, prefix_tokens, preset_shape
 
-__all__ = ["build_backbone", "capture_attention", "embed_tokens", "forward_masked", "grid_size", "num_prefix",
-           "param_groups"]
+__all__ = ["build_backbone", "block_tokens", "capture_attention", "embed", "embed_tokens", "forward_masked",
+           "grid_size", "num_prefix", "param_groups", "run_blocks"]
+
+# the timm model each DINOv3 preset is built from (its parts; the preset sets width and depth)
+DINOV3_MODELS = {"dinov3-base": "vit_base_patch16_dinov3"}
+DINOV3_DEFAULT_MODEL = "vit_small_patch16_dinov3"
 
 
-def build_backbone(model: Model, img_size: int) -> VisionTransformer:
+def build_backbone(model: Model, img_size: int) -> ViT:
     """A timm ViT without classifier head; ``num_features`` is its width.
 
     Takes any image size that is a multiple of the patch size (``dynamic_img_size``), so the
@@ -36,6 +49,13 @@ def build_backbone(model: Model, img_size: int) -> VisionTransformer:
     patch, dim, depth, heads = preset_shape(model)
     assert dim % heads == 0, f"embed_dim {dim} not divisible by num_heads {heads}"
     assert img_size % patch == 0, f"image size {img_size} not a multiple of patch size {patch}"
+    if is_dinov3(model):
+        # timm's registered DINOv3 model with our shape: RoPE, storage tokens, layer scale as upstream
+        return timm.create_model(
+            DINOV3_MODELS.get(model.preset, DINOV3_DEFAULT_MODEL), pretrained=False, img_size=img_size,
+            patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads, num_reg_tokens=prefix_tokens(model),
+            num_classes=0, global_pool="token",  # upstream pools the [CLS] token (timm's default is 'avg')
+            dynamic_img_size=True, drop_path_rate=model.drop_path_rate)
     vit = VisionTransformer(
         img_size=img_size,
         patch_size=patch,
@@ -55,29 +75,32 @@ def build_backbone(model: Model, img_size: int) -> VisionTransformer:
     return vit
 
 
-def grid_size(vit: VisionTransformer, img_size: int) -> int:
+def grid_size(vit: ViT, img_size: int) -> int:
     """Patches per side for a square image of ``img_size`` px."""
     return img_size // vit.patch_embed.patch_size[0]
 
 
-def forward_masked(vit: VisionTransformer, x: torch.Tensor, ids_keep: torch.Tensor, norm: bool = True) -> torch.Tensor:
+def forward_masked(vit: ViT, x: torch.Tensor, ids_keep: torch.Tensor, norm: bool = True) -> torch.Tensor:
     """Encode only the patches ``ids_keep`` (B, N_keep) plus the prefix tokens.
 
     Returns (B, prefix + N_keep, D), after the final norm unless ``norm=False`` (then the
     last block's output, which ``core.features.pooled`` pools). This is where MAE's 75% saving
-    comes from: the blocks never see the masked patches.
+    comes from: the blocks never see the masked patches. A rotary backbone gets the rotary
+    embedding of the kept patches, in their order.
     """
-    tokens = embed_tokens(vit, x)  # (B, P + N, D)
+    tokens, rope = embed(vit, x)  # (B, P + N, D)
     p = num_prefix(vit)
     prefix, patches = tokens[:, :p], tokens[:, p:]
     d = patches.shape[-1]
     kept = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))  # (B, N_keep, D)
-    pre = vit.blocks(torch.cat([prefix, kept], dim=1))
+    if rope is not None:  # (N, R) -> (B, 1, N_keep, R): one per image, broadcast over heads
+        rope = rope.to(kept.device)[ids_keep].unsqueeze(1)
+    pre = run_blocks(vit, torch.cat([prefix, kept], dim=1), rope)
     return vit.norm(pre) if norm else pre
 
 
 @contextmanager
-def capture_attention(vit: VisionTransformer, blocks: list[int] | None = None) -> Iterator[list[torch.Tensor]]:
+def capture_attention(vit: ViT, blocks: list[int] | None = None) -> Iterator[list[torch.Tensor]]:
     """Within the context, forward passes record softmaxed attention of the chosen blocks
     (default: all) as (B, heads, L, L) tensors, in block order, in the returned list.
 
@@ -110,6 +133,7 @@ def param_groups(module: nn.Module) -> list[dict]:
         if not p.requires_grad:
             continue
         if p.ndim <= 1 or name.endswith(("cls_token", "reg_token", "pos_embed", "mask_token")) or ".bias" in name:
+            # (LayerScale gammas and Eva's q/v biases are 1-d: no decay either)
             no_decay.append(p)
         else:
             decay.append(p)

@@ -109,3 +109,28 @@ def test_blur_scaled_to_image_size():
     assert blur_kernel_size(32) == 3 and blur_kernel_size(16) == 3 and blur_kernel_size(224) == 23
     assert blur_sigma_range(32) == (0.1, 1.0) and blur_sigma_range(224) == (0.1, 2.0)
     assert math.isclose(blur_sigma_range(160)[1], 2.0 * 160 / 224)
+
+
+
+def test_rotation_is_exact_at_a_quarter_turn_and_identity_at_zero():
+    """At +-90 degrees the sampling grid lands on pixel centres, so the rotation is exact and
+    equals torch.rot90 (positive angles counter-clockwise on screen: rot90 k=1 of (h, w)); 0 is
+    the identity; ``random_rotation`` draws each image's angle within +-degrees."""
+    from trainer.data.multicrop import random_rotation, rotate
+
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = rotate(x, torch.tensor([math.pi / 2, -math.pi / 2, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(y[0], torch.rot90(x[0], 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[1], torch.rot90(x[1], -1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[2], x[2], atol=1e-6, rtol=0)
+    # on a smooth image, +60 then -60 degrees gives it back inside the inscribed disc (corners
+    # take the border; bilinear resampling smooths a little), and +60 is not the identity
+    t = torch.linspace(-1, 1, 16)
+    smooth = (torch.sin(2 * t)[:, None] * torch.cos(1.5 * t)[None, :]).expand(1, 3, 16, 16).contiguous()
+    deg60 = torch.full((1,), math.pi / 3, dtype=torch.float64)
+    there = rotate(smooth, deg60)
+    back = rotate(there, -deg60)
+    assert (back - smooth)[..., 5:11, 5:11].abs().max() < 0.02 < (there - smooth)[..., 5:11, 5:11].abs().max()
+    r = random_rotation(x, torch.Generator().manual_seed(1), 0.0)
+    torch.testing.assert_close(r, x, atol=1e-6, rtol=0)
+    assert not torch.allclose(random_rotation(x, torch.Generator().manual_seed(1), 180.0), x, atol=1e-2)

@@ -11,9 +11,15 @@ from trainer.data import build_dataset, build_loader
 from trainer.methods import build_method
 
 
-@pytest.mark.parametrize("method", ["dino", "mae", "ijepa"])
-def test_a_step_without_stats_trains_exactly_as_one_with_them(method):
-    cfg = _cfg(method)
+@pytest.mark.parametrize("method,extra", [
+    ("dino", []), ("mae", []), ("ijepa", []),
+    ("dino", ["dino.ibot_weight=1.0"]),  # iBOT: its patch centre moves alike too
+    # the Gram term at weight 0 (step 3 < gram_start) is computed only to be logged; at weight 1 it trains
+    ("dino", ["dino.gram_weight=1.0", "dino.gram_teacher_step=0", "dino.gram_start=5", "optim.steps=10"]),
+    ("dino", ["dino.gram_weight=1.0", "dino.gram_teacher_step=0", "dino.gram_start=0", "dino.gram_ramp_steps=0"]),
+], ids=["dino", "mae", "ijepa", "ibot", "gram-weight-0", "gram-weight-1"])
+def test_a_step_without_stats_trains_exactly_as_one_with_them(method, extra):
+    cfg = _cfg(method, *extra)
     torch.manual_seed(0)
     with_stats = build_method(cfg)
     without = copy.deepcopy(with_stats)
