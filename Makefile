@@ -38,6 +38,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 
-# the CPU benchmarks; benchmarks/gpu_check.sh is the GPU machine's one call
+# the CPU benchmarks (benchmarks/bench.py): one table, JSON in benchmarks/results/; on an idle
+# machine. BENCH_QUICK=1 make bench: the smoke mode (~2 min). benchmarks/gpu_check.sh is the GPU
+# machine's one call
 bench: $(STAMP)
-	for b in benchmarks/*.py; do [ "$$b" = benchmarks/gpu_check.py ] && continue; $(VPY) $$b || exit 1; done
+	$(VPY) benchmarks/bench.py

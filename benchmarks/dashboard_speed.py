@@ -11,11 +11,14 @@
 
     python benchmarks/dashboard_speed.py                 # trains a tiny store first (1-2 min)
     python benchmarks/dashboard_speed.py --runs runs     # or time your own runs
+    python benchmarks/dashboard_speed.py --live-cpu 60 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -77,12 +80,59 @@ def live_delay(tmp: Path, refreshes: int) -> list[float]:
         return live_delays(page, run_dir, refreshes)
 
 
+def _descendants_cpu_s(needle: str) -> float:
+    """CPU seconds (user + system) of this process's descendants whose command line holds ``needle``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, float, str]] = {}  # pid -> (parent, cpu s, command line)
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        procs[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, cmd)
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, (parent, _, _) in procs.items() if parent in mine} - mine
+        mine |= new
+        grew = bool(new)
+    return sum(cpu for pid, (_, cpu, cmd) in procs.items() if pid in mine and needle in cmd)
+
+
+def live_server_cpu(tmp: Path, seconds: float) -> dict[str, float]:
+    """The server's CPU share of one core while the Live page follows a writing run."""
+    root = tmp / "cpu-runs"
+    with writing_run(root) as run_dir, streamlit_server(root) as url, browser_page() as page:
+        page.goto(f"{url}/live?run={run_dir.name}")
+        wait_rendered(page, timeout_s=300)
+        deadline = time.time() + 60
+        while shown_step(page, run_dir.name) is None and time.time() < deadline:
+            time.sleep(0.1)
+        first, c0, t0 = shown_step(page, run_dir.name), _descendants_cpu_s("streamlit"), time.time()
+        time.sleep(seconds)  # the page refreshes itself (its fragments); the user only watches
+        c1, t1, last = _descendants_cpu_s("streamlit"), time.time(), shown_step(page, run_dir.name)
+    return {"server_cpu_share": (c1 - c0) / (t1 - t0), "seconds": t1 - t0,
+            "steps_followed": float((last or 0) - (first or 0))}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, help="runs directory to time (default: train a tiny one)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--refreshes", type=int, default=8)
+    p.add_argument("--live-cpu", type=float, metavar="S", help="only: server CPU while Live follows a run S s")
+    p.add_argument("--json", type=Path, help="with --live-cpu: write the figures here")
     args = p.parse_args()
+    if args.live_cpu:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = live_server_cpu(Path(tmp), args.live_cpu)
+        print(f"Live page following a run for {r['seconds']:.0f} s ({r['steps_followed']:.0f} steps shown): "
+              f"server CPU {r['server_cpu_share']:.1%} of one core (aim under 15%)")
+        if args.json:
+            args.json.write_text(json.dumps(r, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         runs = args.runs
         if runs is None:

@@ -10,6 +10,7 @@ of the batched views to the per-image v2 pipeline.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,9 @@ def seconds_per_call(fn, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
+    out: dict[str, float] = {}
     torch.set_num_threads(1)
 
     t = time.perf_counter()
@@ -74,6 +77,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     t_ours = seconds_per_call(lambda: ours.batch(images, g), args.batches)
     t_ref = seconds_per_call(lambda: v2_dino_views(SPEC)(images), max(3, args.batches // 4))
+    out.update(views_batched_s=t_ours, views_v2_s=t_ref, views_ratio=t_ref / t_ours)
     print(f"views, 64 x (2x32 + 6x16 px), 1 thread: batched {t_ours:.3f} s/batch, per-image v2 {t_ref:.3f} "
           f"s/batch, ratio v2/batched {t_ref / t_ours:.1f}x")
 
@@ -85,7 +89,10 @@ def main() -> None:
         first = time.perf_counter() - t
         per = seconds_per_call(it.__next__, args.batches)
         print(f"loader num_workers={workers}: first batch after {first:.2f} s, then {per:.3f} s/batch")
+        out[f"loader_workers{workers}_s"] = per
         it.close()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def model_step(cfg: Config, rt: Runtime, steps: int) -> dict[str, float]:
 
     def step(it: int) -> None:
         with rt.autocast():
-            out = method(batch, it)
+            out = method(batch, it, with_stats=(it + 1) % cfg.run.log_every == 0)  # as the loop: stats on log steps
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 3.0)

@@ -1,165 +1,135 @@
-"""DINO training throughput, ours vs lightly's DINO, in one run, on the same timm backbone,
-batch, crops and head sizes (CPU preset by default).
+"""Training throughput, ours vs lightly's implementation of the same method, in one run, on the
+same timm backbone, batch, views and head sizes (``benchmarks/lightly_peers.py``), with the model
+FLOP utilisation of our step against the fp32 matmul peak measured in the same process.
 
-lightly is run as its DINO example does it: ``DINOTransform`` on PIL images in a DataLoader,
-one backbone pass per view, ``DINOProjectionHead``, ``DINOLoss``, ``update_momentum``.
-Ours: batched multi-crop views, one pass per crop resolution, foreach EMA.
+Per method: images per second of the full step (data + model) and of the model step alone on
+identical pre-made inputs, ours / lightly (> 1: we are faster). Ours runs as the trainer does
+(statistics on one step in ``run.log_every``, gradient clipping, AdamW, EMA); lightly's as its
+examples do. The arms alternate in blocks, so load on a shared machine falls on both. Then our
+model step's FLOPs (``torch.utils.flop_counter``, forward and backward) over its time, against
+the 1024^3 matmul peak and against the peak at the step's own matmul shapes (``mfu.py``).
 
-Prints images per second for the full step (data + model) and for the model step alone on
-identical pre-made crops, and the ratios ours / lightly (> 1: we are faster).
-
-    python benchmarks/train_throughput.py [--steps 8] [--set section.field=value ...]
+    python benchmarks/train_throughput.py [--method dino,mae,ijepa] [--steps 8] [--rounds 3]
+        [--set section.field=value ...] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere (make bench)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer.config import Config, local_crop_size  # noqa: E402
+import lightly_peers  # noqa: E402
+import mfu  # noqa: E402
+
+from trainer.config import Config  # noqa: E402
 from trainer.data import build_dataset, build_loader  # noqa: E402
 from trainer.methods import build_method  # noqa: E402
-from trainer.models.backbone import build_backbone, param_groups  # noqa: E402
+from trainer.models.backbone import param_groups  # noqa: E402
+
+# like for like: lightly's I-JEPA has no regulariser; DINO's last layer is trained from step 0 in both
+METHOD_SETS = {"dino": ["dino.freeze_last_layer_steps=0"], "mae": [], "ijepa": ["ijepa.reg=none"]}
 
 
-class _LightlyDINO(torch.nn.Module):
-    """lightly's DINO example model, on our timm backbone."""
-
-    def __init__(self, cfg: Config):
-        from lightly.models.modules import DINOProjectionHead
-        from lightly.models.utils import deactivate_requires_grad
-
-        super().__init__()
-        d = cfg.dino
-        self.student_backbone = build_backbone(cfg.model, cfg.data.image_size)
-        dim = self.student_backbone.num_features
-        self.student_head = DINOProjectionHead(dim, d.hidden_dim, d.bottleneck_dim, d.out_dim, freeze_last_layer=1)
-        self.teacher_backbone = copy.deepcopy(self.student_backbone)
-        self.teacher_head = DINOProjectionHead(dim, d.hidden_dim, d.bottleneck_dim, d.out_dim)
-        deactivate_requires_grad(self.teacher_backbone)
-        deactivate_requires_grad(self.teacher_head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student_head(self.student_backbone(x))
-
-    def forward_teacher(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher_head(self.teacher_backbone(x))
-
-
-class _PILSet(torch.utils.data.Dataset):
-    def __init__(self, images: np.ndarray, transform):
-        self.images, self.transform = images, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.transform(Image.fromarray(self.images[i])), 0
-
-
-def _lightly_parts(cfg: Config, images: np.ndarray):
-    from lightly.loss import DINOLoss
-    from lightly.transforms import DINOTransform
-
-    d = cfg.dino
-    model = _LightlyDINO(cfg)
-    transform = DINOTransform(global_crop_size=cfg.data.image_size, local_crop_size=local_crop_size(cfg),
-                              n_local_views=d.n_local, global_crop_scale=(d.global_scale_min, 1.0),
-                              local_crop_scale=(d.local_scale_min, d.local_scale_max))
-    loader = torch.utils.data.DataLoader(_PILSet(images, transform), batch_size=cfg.data.batch_size, shuffle=True,
-                                         drop_last=True, num_workers=cfg.data.num_workers,
-                                         persistent_workers=cfg.data.num_workers > 0)
-    criterion = DINOLoss(output_dim=d.out_dim, warmup_teacher_temp_epochs=0, teacher_temp=d.teacher_temp)
-    opt = torch.optim.AdamW(param_groups(model), lr=cfg.optim.lr)
-    return model, loader, criterion, opt
-
-
-def _lightly_step(model, criterion, opt, views: list[torch.Tensor], momentum: float) -> None:
-    from lightly.models.utils import update_momentum
-
-    update_momentum(model.student_backbone, model.teacher_backbone, m=momentum)
-    update_momentum(model.student_head, model.teacher_head, m=momentum)
-    teacher_out = [model.forward_teacher(v) for v in views[:2]]
-    student_out = [model.forward(v) for v in views]
-    loss = criterion(teacher_out, student_out, epoch=0)
-    opt.zero_grad()
-    loss.backward()
-    model.student_head.cancel_last_layer_gradients(current_epoch=0)
-    opt.step()
-
-
-def _our_step(method, opt, batch, it: int) -> None:
-    out = method(batch, it)
-    opt.zero_grad()
+def our_step(method, opt, params, batch, it: int, log_every: int, clip: float) -> None:
+    """The trainer's step (``trainer.loop``), without the store: statistics on logged steps only."""
+    out = method(batch, it, with_stats=(it + 1) % log_every == 0)
+    opt.zero_grad(set_to_none=True)
     out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
     method.on_optimizer_step(it)
     opt.step()
     method.after_step(it)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per block")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating blocks (fair under shared-CPU load)")
-    ap.add_argument("--set", action="append", default=[])
-    args = ap.parse_args()
-    cfg = Config().with_overrides(["data.num_train=1024", "data.num_val=8", "dino.freeze_last_layer_steps=0"]
-                                  + args.set).validate()
+def measure(method_name: str, sets: list[str], steps: int, rounds: int, shape_min_s: float = 0.05) -> dict:
+    """img/s of the four arms, their ratios, and our model step's FLOPs and utilisation."""
+    cfg = Config().with_overrides(["data.num_train=1024", "data.num_val=8", f"run.method={method_name}",
+                                   *METHOD_SETS[method_name], *sets]).validate()
     torch.manual_seed(0)
     ds = build_dataset(cfg.data, "train", cfg.run.seed)
     method = build_method(cfg)
-    ours_opt = torch.optim.AdamW(param_groups(method), lr=cfg.optim.lr)
-    ours_loader = build_loader(cfg, method.views(), dataset=ds)
-    lt_model, lt_loader, lt_crit, lt_opt = _lightly_parts(cfg, ds.images)
-    lt_iter = iter(lt_loader)
+    opt = torch.optim.AdamW(param_groups(method), lr=cfg.optim.lr)
+    params = method.trainable_parameters()
+    loader = build_loader(cfg, method.views(), dataset=ds)
+    peer = lightly_peers.PEERS[method_name](cfg, ds.images)
+    fixed = next(loader)  # identical inputs for the model-only comparison
+    fixed_peer = peer.from_ours(fixed)
+    every, clip = cfg.run.log_every, cfg.optim.clip_grad or math.inf
+    it = [0]
 
-    def lightly_batch():
-        nonlocal lt_iter
-        try:
-            return next(lt_iter)[0]
-        except StopIteration:
-            lt_iter = iter(lt_loader)
-            return next(lt_iter)[0]
+    def ours(batch) -> None:
+        our_step(method, opt, params, batch, it[0], every, clip)
+        it[0] += 1
 
-    fixed = next(ours_loader)  # identical crops for the model-only comparison
+    arms = {"ours_full": lambda: ours(next(loader)), "lightly_full": lambda: peer.step(peer.next_batch()),
+            "ours_model": lambda: ours(fixed), "lightly_model": lambda: peer.step(fixed_peer)}
+    for fn in arms.values():  # warm-up every arm (allocator, DataLoader workers, kernels)
+        fn()
+    times = dict.fromkeys(arms, 0.0)
+    for _ in range(rounds):
+        for name, fn in arms.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[name] += time.perf_counter() - t
     b = cfg.data.batch_size
-    times = {"ours_full": 0.0, "lightly_full": 0.0, "ours_model": 0.0, "lightly_model": 0.0}
-    _our_step(method, ours_opt, fixed, 0)  # warm-up both
-    _lightly_step(lt_model, lt_crit, lt_opt, fixed.views, 0.996)
-    for _ in range(args.rounds):
-        t = time.perf_counter()
-        for i in range(args.steps):
-            _our_step(method, ours_opt, next(ours_loader), i)
-        times["ours_full"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            _lightly_step(lt_model, lt_crit, lt_opt, lightly_batch(), 0.996)
-        times["lightly_full"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for i in range(args.steps):
-            _our_step(method, ours_opt, fixed, i)
-        times["ours_model"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for _ in range(args.steps):
-            _lightly_step(lt_model, lt_crit, lt_opt, fixed.views, 0.996)
-        times["lightly_model"] += time.perf_counter() - t
-    n = args.rounds * args.steps * b
-    ips = {k: n / v for k, v in times.items()}
-    print(f"DINO training throughput, preset {cfg.model.preset}, {cfg.data.image_size} px, batch {b}, "
-          f"2 global + {cfg.dino.n_local} local crops, K={cfg.dino.out_dim}, {torch.get_num_threads()} threads")
-    print(f"  full step (data + model): ours {ips['ours_full']:7.1f} img/s   lightly {ips['lightly_full']:7.1f} img/s"
-          f"   ratio {ips['ours_full'] / ips['lightly_full']:.2f}x")
-    print(f"  model step only:          ours {ips['ours_model']:7.1f} img/s   lightly {ips['lightly_model']:7.1f} img/s"
-          f"   ratio {ips['ours_model'] / ips['lightly_model']:.2f}x")
+    n = rounds * steps
+    out: dict = {k.replace("_full", "_full_images_per_s").replace("_model", "_model_images_per_s"): n * b / v
+                 for k, v in times.items()}
+    out["full_ratio"] = out["ours_full_images_per_s"] / out["lightly_full_images_per_s"]
+    out["model_ratio"] = out["ours_model_images_per_s"] / out["lightly_model_images_per_s"]
+    # FLOPs of our model step (no statistics: the step most steps are), its time, the peaks
+    no_stats = lambda: our_step(method, opt, params, fixed, 0, 10**9, clip)  # noqa: E731
+    out["flop_per_step"] = mfu.counted_flops(no_stats)
+    matmuls = mfu.recorded_matmuls(no_stats)
+    out["model_step_s"] = times["ours_model"] / n
+    out["full_step_s"] = times["ours_full"] / n
+    out["peak_1024_flop_per_s"] = mfu.matmul_peak()
+    sp = mfu.shape_peak(matmuls, shape_min_s)
+    out["peak_shapes_flop_per_s"] = sp["flop_per_s"]
+    out["matmul_flop_share"] = sp["flop"] / out["flop_per_step"]
+    for arm in ("model", "full"):
+        rate = out["flop_per_step"] / out[f"{arm}_step_s"]
+        out[f"mfu_{arm}_vs_1024"] = rate / out["peak_1024_flop_per_s"]
+        out[f"mfu_{arm}_vs_shapes"] = rate / out["peak_shapes_flop_per_s"]
+    out["setup"] = (f"{cfg.model.preset} {cfg.data.image_size} px, batch {b}, {torch.get_num_threads()} threads, "
+                    f"{n} steps per arm" + (f", 2 global + {cfg.dino.n_local} local crops, K={cfg.dino.out_dim}"
+                                            if method_name == "dino" else ""))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", default="dino,mae,ijepa", help="comma-separated methods")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per block")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating blocks (fair under shared-CPU load)")
+    ap.add_argument("--shape-min-s", type=float, default=0.05, help="seconds timing each distinct matmul shape")
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    results = {}
+    for m in args.method.split(","):
+        r = results[m] = measure(m, args.set, args.steps, args.rounds, args.shape_min_s)
+        print(f"{m}: {r['setup']}")
+        print(f"  full step (data + model): ours {r['ours_full_images_per_s']:7.1f} img/s   lightly "
+              f"{r['lightly_full_images_per_s']:7.1f} img/s   ratio {r['full_ratio']:.2f}x")
+        print(f"  model step only:          ours {r['ours_model_images_per_s']:7.1f} img/s   lightly "
+              f"{r['lightly_model_images_per_s']:7.1f} img/s   ratio {r['model_ratio']:.2f}x")
+        print(f"  {r['flop_per_step'] / 1e9:.2f} GFLOP/step ({r['matmul_flop_share']:.0%} in matmuls); model step "
+              f"{r['mfu_model_vs_1024']:.0%} of the 1024^3 peak ({r['peak_1024_flop_per_s'] / 1e9:.0f} GFLOP/s), "
+              f"{r['mfu_model_vs_shapes']:.0%} of the peak at its own shapes "
+              f"({r['peak_shapes_flop_per_s'] / 1e9:.0f} GFLOP/s)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, n_iters: i
     if distributed:  # the rows of every rank, not this rank's count times the world size
         count = torch.tensor(float(n), device=q.device)
         dist.all_reduce(count)
-        n = int(count.item())
+        n = count  # kept on the device: a .item() here would be a host sync every step
     k = q.shape[0]
     total = q.sum()
     if distributed:
@@ -152,14 +152,14 @@ def teacher_stats(teacher_probs: list[torch.Tensor], student_logits: list[torch.
     ent = row_entropy(p).mean()
     mean_p = p.mean(0)
     batch_ent = -(mean_p * torch.log(mean_p + 1e-12)).sum()
-    kl_sum, n = torch.zeros(()), 0
+    kl_sum, n = torch.zeros((), device=p.device), 0  # on the device: no host copy per view pair
     for i, pt in enumerate(teacher_probs):
         log_pt = torch.log(pt.float() + 1e-12)
         for j, s in enumerate(student_logits):
             if i == j:
                 continue
             lps = F.log_softmax(s.float() / student_temp, dim=-1)
-            kl_sum = kl_sum + (pt * (log_pt - lps)).sum(-1).mean().cpu()
+            kl_sum = kl_sum + (pt * (log_pt - lps)).sum(-1).mean()
             n += 1
     # share of the batch-mean mass held by the top 10% of dimensions (one-hot collapse: ~1)
     top = max(1, k // 10)

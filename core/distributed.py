@@ -1,6 +1,10 @@
 """This process's share of a ``torch.distributed`` run, and the collectives that make N ranks
 compute what one process computes on the same global batch.
 
+Evaluation passes (the online k-NN's features) are split the other way: rank r takes the block
+``shard_rows(n)`` of the n images and ``gather_shards`` puts the blocks back in order on every
+rank, so N ranks extract the features of one process in 1/N of its time.
+
 Every rank holds rows ``rank * B .. (rank + 1) * B`` of a global batch of ``world * B`` (the
 loader's order, ``trainer.data.loader``). A statistic that reduces over the batch (the DINO
 centre, Sinkhorn-Knopp, KoLeo's nearest neighbours) must see the global batch, or 2 ranks of 8
@@ -42,3 +46,25 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(x)
         x /= dist.get_world_size()
     return x
+
+
+def shard_rows(n: int) -> slice:
+    """This rank's block of ``n`` rows: ceil(n / world) rows per rank in rank order (the last
+    ranks may get fewer, or none); every row without a process group."""
+    rank, world = shard()
+    chunk = -(-n // world)
+    return slice(min(rank * chunk, n), min((rank + 1) * chunk, n))
+
+
+def gather_shards(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` rows (n, ...) on every rank, from each rank's block ``x`` (its
+    :func:`shard_rows` of ``n``), in order; no gradient. ``x`` must live where the backend
+    communicates (CPU for Gloo, the GPU for NCCL). ``x`` itself without a process group."""
+    if not running() or dist.get_world_size() == 1:
+        return x
+    world = dist.get_world_size()
+    chunk = -(-n // world)
+    padded = torch.cat([x.detach(), x.new_zeros((chunk - x.shape[0], *x.shape[1:]))])  # all_gather: equal sizes
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat(parts)[:n]

@@ -12,6 +12,10 @@ buffers, an input batch) and every tensor computed from them are "on the device"
 - factories and ``.to`` with ``device="cuda"`` make device tensors; ``.to`` an already
   device-resident tensor returns it (so ``module.to(cuda)`` after ``put`` changes nothing).
 
+``clip_grad_norm_`` groups the gradients by device in C++ (no torch function sees it); inside
+the mode that grouping reports device gradients under ``cuda:0``, so its clip factor stays on
+the device as on CUDA instead of reading as a host copy.
+
 The values are the CPU's, so a test checks the results too. ``fc.host_copies`` counts the
 device -> host copies (``.cpu()`` / ``.to(cpu)``), ``fc.syncs`` the ``.item()`` / ``float``
 reads. A tool for tests, not for the package: the maths is run as written, only the device
@@ -25,6 +29,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+import torch.nn.utils.clip_grad as _clip_grad
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
@@ -55,6 +60,21 @@ class FakeCuda(TorchFunctionMode):
         self._on: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self.host_copies = 0
         self.syncs = 0
+
+    def __enter__(self) -> FakeCuda:
+        self._group = _clip_grad._group_tensors_by_device_and_dtype
+        _clip_grad._group_tensors_by_device_and_dtype = self._grouped_on_device
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        _clip_grad._group_tensors_by_device_and_dtype = self._group
+        super().__exit__(*exc)
+
+    def _grouped_on_device(self, tensorlistlist, *args, **kwargs):
+        """The grouping of ``clip_grad_norm_``, device tensors filed under ``cuda:0``."""
+        out = self._group(tensorlistlist, *args, **kwargs)
+        return {((CUDA if self.on_device(lists[0][0]) else dev), dt): v
+                for (dev, dt), v in out.items() for lists in [v[0]]}
 
     # --- tagging -----------------------------------------------------------------------
     def on_device(self, t: object) -> bool:

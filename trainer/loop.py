@@ -136,13 +136,42 @@ def _open_writer(cfg: Config, run_dir: Path, resume_from: list[CheckpointInfo] |
 
 def _mean_over_ranks(values: dict[str, torch.Tensor | float], rt: Runtime) -> dict[str, float]:
     """Python floats of one step's loss and statistics, averaged over the ranks under DDP (one
-    collective, one host copy): the loss is then the global batch's, as one process logs it;
-    statistics that are not batch means (std, entropy of the batch mean, ...) are the mean of
-    the ranks' values."""
-    if not rt.distributed:
-        return {k: float(v) for k, v in values.items()}
+    collective); the tensors cross to the host in one copy. The loss is then the global batch's,
+    as one process logs it; statistics that are not batch means (std, entropy of the batch mean,
+    ...) are the mean of the ranks' values."""
+    if not values:
+        return {}
     x = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(rt.device).reshape(()) for v in values.values()])
-    return dict(zip(values, all_reduce_mean(x).cpu().tolist()))
+    if rt.distributed:
+        x = all_reduce_mean(x)
+    return dict(zip(values, x.cpu().tolist()))
+
+
+class _Finite:
+    """Whether every step so far had a finite loss and gradient norm, kept on the device: a check
+    per step would be a host sync per step (on a GPU the queue drains and the host stops running
+    ahead). ``first_bad`` reads it, one copy, before anything reads or writes the weights (log,
+    evaluation, checkpoint, stop, end), so no bad step's weights are ever saved, and names the
+    first bad step and its cause as a per-step check would."""
+
+    def __init__(self, device: torch.device):
+        # first bad step (1-based; 0 = none), whether its loss was non-finite, that loss
+        self.state = torch.zeros(3, dtype=torch.float64, device=device)
+
+    def record(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        loss = loss.detach().to(torch.float64)
+        bad_loss = ~torch.isfinite(loss)
+        bad = bad_loss | ~torch.isfinite(grad_norm)
+        new = torch.stack([torch.full_like(loss, step), bad_loss.to(torch.float64), loss])
+        self.state = torch.where(bad & (self.state[0] == 0), new, self.state)
+
+    def first_bad(self) -> tuple[int, str] | None:
+        """(first bad step, why) or None: one host copy."""
+        step, bad_loss, loss = self.state.cpu().tolist()
+        if not step:
+            return None
+        why = f"non-finite loss ({loss})" if bad_loss else "non-finite gradient norm"
+        return int(step), f"{why} at step {int(step)}"
 
 
 def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, ImageDataset],
@@ -180,10 +209,11 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
         return step * images_per_step / max(len(train_ds), 1)
 
     def evaluate(step: int) -> None:
-        if writer is None:
-            return
+        # every rank extracts its share of the k-NN features (a collective); rank 0 probes and writes
         knn = knn_eval(method.encoder(), bank_images, bank_labels, val_images, val_labels, rt.device,
                        r.knn_k, r.knn_temp, method.feature)
+        if writer is None:
+            return
         arrays, pstats = method.probe(probe_images)
         check_probe(method.probe_layout, arrays)  # exactly the arrays the method declares
         writer.save_probe(step, {**arrays, LAYOUT_KEY: layout_array(method.probe_layout)})
@@ -209,43 +239,47 @@ def _run(cfg: Config, rt: Runtime, run_dir: Path, data: tuple[ImageDataset, Imag
             writer = _open_writer(cfg, run_dir, resume_from, start, skipped, lock)
         if start == 0:
             evaluate(0)  # the random-initialisation reference for every curve
+        finite = _Finite(rt.device)
         for it in range(start, o.steps):
+            step_no = it + 1
+            logs = step_no % r.log_every == 0 or step_no == o.steps
             batch = next(loader).to(rt.device)
             for group in opt.param_groups:
                 group["lr"] = float(lr_schedule[it])
                 if group.get("decay", True):
                     group["weight_decay"] = float(wd_schedule[it])
             with rt.autocast():
-                out = model(batch, it)
+                out = model(batch, it, with_stats=logs)  # statistics only on the steps that log them
             loss = out.loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {it + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, o.clip_grad if o.clip_grad > 0 else math.inf)
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(f"non-finite gradient norm at step {it + 1}")
+            finite.record(step_no, loss, grad_norm)  # checked on the device; read below when due
             method.on_optimizer_step(it)
             opt.step()
             method.after_step(it)
-            step = it + 1
+            evaluates, saves = step_no % r.eval_every == 0 or step_no == o.steps, step_no % r.ckpt_every == 0
+            # before anything reads or writes the weights: the first bad step stops the run there
+            if (logs or evaluates or saves or stop.reason) and (bad := finite.first_bad()):
+                step = bad[0] - 1  # the last good step
+                raise FloatingPointError(bad[1])
+            step = step_no
 
-            if step % r.log_every == 0 or step == o.steps:  # every rank: the mean is a collective
-                stats = _mean_over_ranks({M.TRAIN_LOSS: loss.detach(), **out.stats}, rt)
-            if writer is not None and (step % r.log_every == 0 or step == o.steps):
+            if logs:  # every rank: the mean is a collective
+                stats = _mean_over_ranks({M.TRAIN_LOSS: loss.detach(), M.GRAD_NORM: grad_norm, **out.stats}, rt)
+            if writer is not None and logs:
                 now = time.perf_counter()
                 stats.update({
                     M.OPT_LR: float(lr_schedule[it]), M.OPT_WD: float(wd_schedule[it]),
-                    M.GRAD_NORM: float(grad_norm),
                     M.PERF_IMAGES_PER_S: (step - n_last) * images_per_step / (now - t_last),
                     **method.schedule_stats(it),
                 })
                 writer.log_scalars(step, epoch(step), stats)
                 bar.update(step, stats)
                 t_last, n_last = time.perf_counter(), step
-            if step % r.eval_every == 0 or step == o.steps:
+            if evaluates:
                 evaluate(step)
-            if step % r.ckpt_every == 0 or step == o.steps:
+            if saves or step == o.steps:
                 checkpoint(step)
             if stop.reason:
                 checkpoint(step)

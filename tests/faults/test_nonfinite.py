@@ -37,8 +37,8 @@ def test_a_non_finite_step_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_
                                                                               reference, poison, cause):
     real_forward = dino.DINO.forward
 
-    def poisoned(self, batch, it):
-        out = real_forward(self, batch, it)
+    def poisoned(self, batch, it, with_stats=True):
+        out = real_forward(self, batch, it, with_stats)
         if it == 12:  # the 13th step
             out.loss = out.loss * float("nan") if poison == "loss" else _InfGrad.apply(out.loss)
         return out

@@ -51,17 +51,17 @@ def test_monitor_dino_logs_what_our_dino_step_logged(tmp_path, monkeypatch, extr
     state = {"it": None}
     forward, loss_forward = DINO.forward, DINOLoss.forward
 
-    def dino_forward(self, batch, it):
+    def dino_forward(self, batch, it, with_stats=True):
         state["it"] = it
         try:
-            return forward(self, batch, it)
+            return forward(self, batch, it, with_stats)
         finally:
             state["it"] = None
 
-    def loss_forward_spy(self, t, s, it, update_center=True):
+    def loss_forward_spy(self, t, s, it, update_center=True, with_stats=True):
         steps[it] = {"t": [x.detach().clone() for x in t], "s": [x.detach().clone() for x in s],
                      "params": loss_params(self, step=it)}  # centre copied before the loss moves it
-        return loss_forward(self, t, s, it, update_center)
+        return loss_forward(self, t, s, it, update_center, with_stats)
 
     def spy(fn, key):
         def wrapped(x, *args, **kwargs):

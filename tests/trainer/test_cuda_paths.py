@@ -112,3 +112,36 @@ def test_a_run_on_the_device_trains_evaluates_and_saves_as_on_the_cpu(method, tm
     for k in ca:
         assert not fc.on_device(cb[k]), f"{k} was saved as a device tensor"
         torch.testing.assert_close(cb[k], ca[k], atol=1e-5, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("dino", []), ("mae", []), ("ijepa", []),
+    ("dino", ["dino.ibot_weight=1.0", "dino.centering=sinkhorn", "dino.gram_weight=1.0", "dino.gram_teacher_step=1",
+              "dino.gram_start=1"]),
+], ids=["dino", "mae", "ijepa", "dinov2-v3"])
+def test_a_step_that_does_not_log_reads_nothing_back_from_the_device(method, extra, tmp_path, monkeypatch):
+    """Steps 1, 2 and 4 of a 5-step run that logs every 3 steps (and evaluates and saves only at
+    the end) make no device -> host copy and no ``.item()`` / ``float`` / ``bool`` read: on a GPU
+    the host keeps queueing work instead of waiting for it. Step 3, which logs, does read."""
+    cls = type(build_method(_cfg(method, *extra)))
+    real_forward = cls.forward
+    seen: list[tuple[int, int, int]] = []  # (it, syncs, host copies) as each step's forward starts
+
+    def counting(self, batch, it, with_stats=True):
+        seen.append((it, fc.syncs, fc.host_copies))
+        return real_forward(self, batch, it, with_stats)
+
+    monkeypatch.setattr(cls, "forward", counting)
+    real_setup = runtime.setup_runtime
+    monkeypatch.setattr("trainer.loop.setup_runtime",
+                        lambda device: Runtime(CUDA) if device == "cuda" else real_setup(device))
+    monkeypatch.setattr(Runtime, "autocast", lambda self: torch.autocast("cpu", enabled=False))
+    with FakeCuda() as fc:
+        run = train(_cfg(method, *extra, f"run.runs_dir={tmp_path}", "run.name=r", "run.device=cuda", "optim.steps=5",
+                         "run.log_every=3", "run.eval_every=100", "run.ckpt_every=100"))
+    assert [it for it, *_ in seen] == [0, 1, 2, 3, 4]
+    # what step it + 1 read: from its forward's start to the next step's
+    reads = {it + 1: (b[1] - a[1], b[2] - a[2]) for it, (a, b) in enumerate(zip(seen, seen[1:]))}
+    assert reads[1] == reads[2] == reads[4] == (0, 0), reads
+    assert reads[3][0] + reads[3][1] > 0  # the logged step does cross: the counters see these reads
+    assert read_metric(run, "train/loss")[0].tolist() == [3, 5]

@@ -83,6 +83,10 @@ def test_two_ranks_of_8_train_what_one_process_of_16_trains(tmp_path, method, ex
         (s1, v1), (s2, v2) = read_metric(one, name), read_metric(ddp, name)
         assert s1.tolist() == s2.tolist() == [1, 2, 3, 4]
         np.testing.assert_allclose(v2, v1, rtol=rtol, atol=atol, err_msg=name)
+    # the k-NN, each rank extracting half of the bank's and the queries' features, gathered
+    (s1, v1), (s2, v2) = read_metric(one, "eval/knn_top1"), read_metric(ddp, "eval/knn_top1")
+    assert s1.tolist() == s2.tolist() == [0, 4]
+    np.testing.assert_allclose(v2, v1, atol=1e-6, err_msg="eval/knn_top1")
     a, b = (load_checkpoint(list_checkpoints(d)[-1].path) for d in (one, ddp))
     assert a.keys() == b.keys()
     if method == "dino":
@@ -90,3 +94,61 @@ def test_two_ranks_of_8_train_what_one_process_of_16_trains(tmp_path, method, ex
     gap = {k: (a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point()}
     worst = max(gap, key=gap.get)
     assert gap[worst] <= weights_tol, f"weights {gap[worst]:.2e} apart at {worst}"
+
+
+def _knn_rank(rank: int, world: int, store: str, out: str) -> None:
+    """One rank of the sharded k-NN: its score, and how many images its own encoder pass saw."""
+    import json
+
+    import torch.distributed as dist
+
+    import trainer.evaluate as ev
+    from tests.trainer.test_cuda_paths import _cfg
+    from trainer.methods import build_method
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        seen, real = [], ev.encode
+        ev.encode = lambda enc, images, *a, **k: (seen.append(len(images)), real(enc, images, *a, **k))[1]
+        torch.manual_seed(0)
+        vit = build_method(_cfg("dino")).encoder()
+        g = torch.Generator().manual_seed(3)
+        bank, query = torch.randn(41, 3, 16, 16, generator=g), torch.randn(13, 3, 16, 16, generator=g)
+        bl, ql = torch.arange(41) % 4, torch.arange(13) % 4
+        bl[5] = -1  # an unlabelled bank image: left out before the bank is split
+        top1 = ev.knn_eval(vit, bank, bl, query, ql, torch.device("cpu"), 5, 0.07)
+        feats = ev.encode_sharded(vit, bank, torch.device("cpu"))
+        torch.save(feats, f"{out}/feats{rank}.pt")
+        with open(f"{out}/rank{rank}.json", "w") as f:
+            json.dump({"top1": top1, "seen": seen}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_knn_of_two_ranks_is_one_process_knn_with_each_rank_extracting_half(tmp_path):
+    """Sharded k-NN evaluation: each of 2 ranks extracts the features of its half of the bank
+    (40 labelled: 20 + 20) and of the queries (13: 7 + 6); gathered, they are one process's
+    features, row for row, and the top-1 equals one process's on every rank."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    from tests.trainer.test_cuda_paths import _cfg
+    from trainer.evaluate import encode, knn_eval
+    from trainer.methods import build_method
+
+    mp.spawn(_knn_rank, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    torch.manual_seed(0)
+    vit = build_method(_cfg("dino")).encoder()
+    g = torch.Generator().manual_seed(3)
+    bank, query = torch.randn(41, 3, 16, 16, generator=g), torch.randn(13, 3, 16, 16, generator=g)
+    bl, ql = torch.arange(41) % 4, torch.arange(13) % 4
+    bl[5] = -1
+    one = knn_eval(vit, bank, bl, query, ql, torch.device("cpu"), 5, 0.07)
+    assert [r["seen"] for r in ranks] == [[20, 7, 21], [20, 6, 20]]  # k-NN bank, queries, then all 41
+    assert ranks[0]["top1"] == ranks[1]["top1"] == pytest.approx(one, abs=1e-9) and 0 < one < 1
+    ref = encode(vit, bank, torch.device("cpu"))
+    for r in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"feats{r}.pt"), ref, atol=1e-6, rtol=0)

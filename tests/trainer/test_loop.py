@@ -64,8 +64,8 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 
     real_forward = dino.DINO.forward
 
-    def poisoned(self, batch, it):
-        out = real_forward(self, batch, it)
+    def poisoned(self, batch, it, with_stats=True):
+        out = real_forward(self, batch, it, with_stats)
         if it == 12:
             out.loss = out.loss * float("nan")
         return out

@@ -28,9 +28,11 @@ class Method(nn.Module, abc.ABC):
     """Base class. Subclasses set ``name``, ``feature``, ``encoder_prefix`` and
     ``probe_layout`` and implement the hooks below.
 
-    The loop calls, per step: ``out = method(batch, it)``, backward on ``out.loss``, the
-    optimiser step, then ``method.after_step(it)`` (EMA updates); it logs ``out.stats`` with
-    ``method.schedule_stats(it)``. At evaluations it reads ``method.feature`` of
+    The loop calls, per step: ``out = method(batch, it, with_stats)``, backward on
+    ``out.loss``, the optimiser step, then ``method.after_step(it)`` (EMA updates); on the steps
+    it logs (``with_stats`` true) it logs ``out.stats`` with ``method.schedule_stats(it)``. On
+    the other steps ``out.stats`` is empty: statistics cost compute and, on a GPU, their reads
+    stall the queue, so they are computed only where they are written. At evaluations it reads ``method.feature`` of
     ``method.encoder()`` for the k-NN and calls ``method.probe(images)`` for the probe batch.
     """
 
@@ -46,8 +48,9 @@ class Method(nn.Module, abc.ABC):
         """What the data loader must build."""
 
     @abc.abstractmethod
-    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
-        """Loss and stats for one batch at iteration ``it``."""
+    def forward(self, batch: Batch, it: int, with_stats: bool = True) -> StepOutput:  # type: ignore[override]
+        """Loss for one batch at iteration ``it``, and its stats when ``with_stats`` (else none).
+        The loss and every update of state (the DINO centre) never depend on ``with_stats``."""
 
     @torch.no_grad()
     def after_step(self, it: int) -> None:

@@ -190,7 +190,7 @@ class DINO(EMAMethod):
                           for v in range(N_GLOBAL)])
         return PatchMasks(drawn.masks[rows])
 
-    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
+    def forward(self, batch: Batch, it: int, with_stats: bool = True) -> StepOutput:  # type: ignore[override]
         d = self.cfg.dino
         b = batch.views[0].shape[0]
         globals_, crops = batch.views[:N_GLOBAL], batch.views
@@ -198,7 +198,7 @@ class DINO(EMAMethod):
         with torch.no_grad():
             t_logits, t_tokens, t_pre = self.teacher(globals_)  # n_global x (B, K)
         s_logits, s_tokens, _ = self.student(crops, None if masks is None else masks.masks)  # V x (B, K)
-        out = self.loss(t_logits, s_logits, it)  # the centre moves after the loss
+        out = self.loss(t_logits, s_logits, it, with_stats=with_stats)  # the centre moves after the loss
         loss, stats = out.loss, out.stats
         if d.koleo_weight > 0:
             cls = s_tokens[:, 0]  # (n_global * B, D): student backbone [CLS] of the globals
@@ -212,10 +212,13 @@ class DINO(EMAMethod):
             stats.update(ibot.stats)
         if self.gram and it >= d.gram_teacher_step:  # the Gram teacher exists: log its loss from then on
             weight = value_at(self.gram_weights, it)
-            g = self.gram_term(globals_, s_tokens[:N_GLOBAL * b], with_grad=weight > 0)
-            if weight > 0:
-                loss = loss + weight * g
-            stats[M.GRAM_LOSS] = g.detach()
+            if weight > 0 or with_stats:  # at weight 0 it is computed only to be logged
+                g = self.gram_term(globals_, s_tokens[:N_GLOBAL * b], with_grad=weight > 0)
+                if weight > 0:
+                    loss = loss + weight * g
+                stats[M.GRAM_LOSS] = g.detach()
+        if not with_stats:  # the steps that do not log: the loss only (the terms above are cheap)
+            return StepOutput(loss)
         with torch.no_grad():
             vit = self.teacher.backbone
             stats.update(self.feature_stats(vit, t_pre[:b]))  # teacher, global view 1

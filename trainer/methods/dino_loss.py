@@ -85,8 +85,8 @@ class DINOLoss(CenteredTeacherLoss):
 
     ``forward(teacher_logits, student_logits, it)`` takes the teacher's logits of the global
     crops and the student's of every crop (globals first, each (B, K)), and returns the loss,
-    the teacher distribution and its statistics; with ``update_center`` (training) the centre
-    moves after the loss, as in DINO.
+    the teacher distribution and its statistics (none without ``with_stats``: the steps that do
+    not log); with ``update_center`` (training) the centre moves after the loss, as in DINO.
     """
 
     @classmethod
@@ -110,10 +110,11 @@ class DINOLoss(CenteredTeacherLoss):
             self.center.copy_(updated_center(self.center, torch.cat(teacher_logits).float(), self.center_momentum))
 
     def forward(self, teacher_logits: list[torch.Tensor], student_logits: list[torch.Tensor], it: int,
-                update_center: bool = True) -> DINOLossOutput:  # type: ignore[override]
+                update_center: bool = True, with_stats: bool = True) -> DINOLossOutput:  # type: ignore[override]
         probs = self.teacher_probs(teacher_logits, it)
         loss = dino_cross_entropy(probs, student_logits, self.student_temp)
         if update_center:
             self.update_center(teacher_logits)  # after the loss
-        stats = dino_stats(loss, self.teacher_temp(it), self.center, probs, student_logits, self.student_temp)
+        stats = dino_stats(loss, self.teacher_temp(it), self.center, probs, student_logits,
+                           self.student_temp) if with_stats else {}
         return DINOLossOutput(loss, probs, stats)

@@ -112,7 +112,7 @@ class IJEPA(EMAMethod):
     def ema_modules(self) -> tuple[nn.Module, nn.Module] | None:
         return None if self.target_encoder is None else (self.target_encoder, self.context_encoder)
 
-    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
+    def forward(self, batch: Batch, it: int, with_stats: bool = True) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
         # the masks of the global batch, this rank's rows (core.distributed)
         masks = self.mask_generator(imgs.shape[0], step_generator(self.cfg.run.seed, it), shard=distributed.shard())
@@ -125,6 +125,8 @@ class IJEPA(EMAMethod):
             reg = koleo_loss(pooled) if j.reg == "koleo" else variance_hinge(pooled)
             loss = loss + j.reg_weight * reg
             stats[M.IJEPA_REG] = reg.detach()
+        if not with_stats:
+            return StepOutput(loss)
         with torch.no_grad():
             stats.update(jepa_stats(pred, target))
             stats.update(self.feature_stats(self.encoder(), pre))  # target encoder, full image

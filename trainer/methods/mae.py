@@ -119,11 +119,13 @@ class MAE(Method):
     def encoder(self) -> nn.Module:
         return self._modules["encoder"]
 
-    def forward(self, batch: Batch, it: int) -> StepOutput:  # type: ignore[override]
+    def forward(self, batch: Batch, it: int, with_stats: bool = True) -> StepOutput:  # type: ignore[override]
         imgs = batch.views[0]
         # the masks of the global batch, this rank's rows (core.distributed)
         g = step_generator(self.cfg.run.seed, it)
         loss, pred, mask, pre = self.forward_parts(imgs, g, shard=distributed.shard())
+        if not with_stats:
+            return StepOutput(loss)
         with torch.no_grad():
             stats: dict[str, torch.Tensor | float] = {
                 M.MAE_LOSS: loss.detach(),
