@@ -19,12 +19,11 @@ _WHAT = """
   attributions and k-NN scores of any checkpoint;
 - **Guide**: every metric with its formula and what to try when a run collapses.
 """
-# Seconds from the click on an idle 2-core machine. Estimated from each run's cost measured alone
-# with one thread (DINO 150 steps ~41 s, MAE ~20 s, I-JEPA ~25 s, of which ~5 s start-up): the
-# shared machine was never idle while the demo was reworked; under a load of 4-6 from other work
-# benchmarks/demo_timing.py measured 54 s, 56 s and 571 s. Re-measure there when idle and update
-# these; README.md states the same sentence (a test compares them).
-DEMO_TIMES = {"first curves": 15, "all four arms": 16, "whole demo": 140}
+# Seconds from the click on an idle 2-core machine, measured by benchmarks/demo_timing.py on
+# 2026-12-02 (load average 1.9 decaying to idle at the start): first row 14.9 s, first loss point
+# 17.7 s, all four arms with loss rows 17.7 s, the whole demo 186.6 s (350 CPU-seconds: at least
+# 175 s on 2 cores). README.md states the same sentence (a test compares them).
+DEMO_TIMES = {"first curves": 18, "all four arms": 18, "whole demo": 187}
 REFRESH_S = 2.0
 
 
